@@ -1,0 +1,1 @@
+"""Remote backend: drives a containerd daemon over its gRPC API v1."""

@@ -1,0 +1,1 @@
+"""Generated package; see scripts/generate_protos.py."""
