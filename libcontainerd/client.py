@@ -1,0 +1,543 @@
+"""The one interface both backends implement: client, container, task, process, images.
+
+Every operation exists twice, once blocking (:class:`Client` and friends) and once
+for asyncio (:class:`AsyncClient` and friends), with the same names, arguments
+and results. A backend provides one implementation that serves both, so the two
+cannot drift apart.
+
+Objects are handles the caller keeps (client -> container -> task -> process):
+a handle remembers what it learned so repeated calls need no extra round trip.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, Protocol, runtime_checkable
+
+from .types.auth import Credentials
+from .types.container import ContainerInfo
+from .types.descriptor import Descriptor
+from .types.events import Event
+from .types.image import Image
+from .types.platform import Matcher, Platform
+from .types.process import ProcessInfo
+from .types.progress import ProgressEvent
+from .types.stats import Resources, Stats
+from .types.status import ExitStatus, Status
+from .types.stdio import Stdio
+from .types.version import Version
+
+__all__ = [
+    "AsyncClient",
+    "AsyncContainer",
+    "AsyncEventStream",
+    "AsyncImageService",
+    "AsyncProcess",
+    "AsyncProcessIO",
+    "AsyncTask",
+    "BackendName",
+    "Client",
+    "Container",
+    "EventCallback",
+    "EventStream",
+    "ImageService",
+    "PlatformRequest",
+    "Process",
+    "ProcessIO",
+    "ProcessSpec",
+    "ProgressCallback",
+    "Spec",
+    "Task",
+]
+
+BackendName = Literal["local", "remote"]
+"""The two backends ``new_client`` can return."""
+
+Spec = dict[str, Any]
+"""An OCI runtime spec in its JSON form (see :mod:`libcontainerd.oci`)."""
+
+ProcessSpec = dict[str, Any]
+"""The ``process`` object of an OCI runtime spec, used for ``exec``."""
+
+EventCallback = Callable[[Event], None]
+"""Receives each event when passed as ``on_event=`` to the factory."""
+
+ProgressCallback = Callable[[ProgressEvent], None]
+"""Receives transfer progress of image pulls and pushes."""
+
+PlatformRequest = Platform | str | Matcher | Sequence[Platform | str] | Literal["all"]
+"""Which platforms of an image to act on: one, several, a matcher, or ``"all"``."""
+
+
+# --------------------------------------------------------------------------- sync
+
+
+class ProcessIO(Protocol):
+    """The live streams of a process started with ``PipedIO`` or ``TerminalIO``.
+
+    A stream is ``None`` when it was not requested. Writing ``stdin`` and closing it
+    delivers EOF to the process; ``close()`` releases every stream.
+    """
+
+    @property
+    def stdin(self) -> IO[bytes] | None: ...
+
+    @property
+    def stdout(self) -> IO[bytes] | None: ...
+
+    @property
+    def stderr(self) -> IO[bytes] | None: ...
+
+    def close(self) -> None:
+        """Close every stream this object holds."""
+
+
+@runtime_checkable
+class Process(Protocol):
+    """A process in a container: a task's init process or one added with ``exec``."""
+
+    @property
+    def id(self) -> str:
+        """The process id in the backend (for a task: the container id)."""
+
+    @property
+    def container_id(self) -> str:
+        """The id of the container the process belongs to."""
+
+    @property
+    def pid(self) -> int:
+        """The host pid (0 before the process was created)."""
+
+    @property
+    def io(self) -> ProcessIO | None:
+        """The live streams, when the process was created with piped or terminal stdio."""
+
+    def start(self) -> None:
+        """Start the process. A ``wait()`` begun before ``start()`` never misses its exit."""
+
+    def kill(self, signal: int, *, all: bool = False) -> None:
+        """Send ``signal``; with ``all=True`` to every process of the container."""
+
+    def wait(self, timeout: float | None = None) -> ExitStatus:
+        """Block until the process exits; raise ``DeadlineExceeded`` after ``timeout`` seconds."""
+
+    def status(self) -> Status:
+        """The current status."""
+
+    def resize(self, width: int, height: int) -> None:
+        """Resize the process's terminal (only for processes with a terminal)."""
+
+    def close_stdin(self) -> None:
+        """Close the process's stdin so it reads EOF."""
+
+    def delete(self) -> ExitStatus:
+        """Remove the exited process and its stdio; returns its exit status."""
+
+
+@runtime_checkable
+class Task(Process, Protocol):
+    """The running instance of a container: its init process plus container-wide operations."""
+
+    def pause(self) -> None:
+        """Freeze every process of the container."""
+
+    def resume(self) -> None:
+        """Thaw a paused container."""
+
+    def exec(self, process_id: str, process: ProcessSpec, *, stdio: Stdio | None = None) -> Process:
+        """Create (not start) an extra process in the container."""
+
+    def load_process(self, process_id: str) -> Process:
+        """A handle on an existing exec'd process; ``NotFound`` when there is none."""
+
+    def pids(self) -> list[ProcessInfo]:
+        """The host pids of every process in the container."""
+
+    def summary(self) -> Mapping[str, Any]:
+        """A backend-specific summary of the task (id, pid, status, exit details)."""
+
+    def stats(self) -> Stats:
+        """Resource usage from the container's cgroup."""
+
+    def update_resources(self, resources: Resources) -> None:
+        """Change the container's resource limits while it runs."""
+
+    def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None:
+        """Checkpoint the container with CRIU into ``checkpoint_dir``; ``exit`` stops it after."""
+
+    def force_delete(self) -> ExitStatus:
+        """Kill every process and delete the task even when it still runs."""
+
+
+@runtime_checkable
+class Container(Protocol):
+    """A container record: spec, labels and runtime, with at most one task."""
+
+    @property
+    def id(self) -> str:
+        """The container id."""
+
+    def info(self) -> ContainerInfo:
+        """The container's stored record, freshly read."""
+
+    def spec(self) -> Spec:
+        """The container's OCI runtime spec."""
+
+    def labels(self) -> dict[str, str]:
+        """The container's labels."""
+
+    def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """Merge ``labels`` into the container's labels (an empty value removes one)."""
+
+    def new_task(
+        self,
+        *,
+        stdio: Stdio | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> Task:
+        """Create the container's task (created, not started). ``stdio`` defaults to NullIO."""
+
+    def task(self) -> Task:
+        """The container's existing task; ``NotFound`` when it has none."""
+
+    def attach_task(self, *, stdio: Stdio | None = None) -> Task:
+        """Re-attach to the existing task's stdio after the caller restarted."""
+
+    def delete(self, *, cleanup_snapshot: bool = True) -> None:
+        """Delete the container; ``FailedPrecondition`` while its task exists."""
+
+
+class EventStream(Protocol):
+    """A blocking iterator of events; close it (or use ``with``) to unsubscribe."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def __next__(self) -> Event: ...
+
+    def close(self) -> None:
+        """Stop the subscription."""
+
+    def __enter__(self) -> EventStream: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class ImageService(Protocol):
+    """Images: pull from and push to registries, list, remove, import and export archives."""
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: PlatformRequest | None = None,
+        progress: ProgressCallback | None = None,
+        auth: Credentials | None = None,
+        unpack: bool = True,
+    ) -> Image:
+        """Pull ``ref`` for ``platform`` (default: this host) and, by default, unpack it."""
+
+    def push(
+        self,
+        ref: str,
+        *,
+        source: str | None = None,
+        platform: PlatformRequest | None = None,
+        progress: ProgressCallback | None = None,
+        auth: Credentials | None = None,
+    ) -> Descriptor:
+        """Push the local image ``source`` (default: ``ref``) to ``ref``'s registry."""
+
+    def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]:
+        """Every image record, optionally filtered."""
+
+    def get(self, ref: str) -> Image:
+        """One image record; ``NotFound`` when absent."""
+
+    def remove(self, ref: str, *, sync: bool = False) -> None:
+        """Remove an image record; ``sync`` waits for garbage collection."""
+
+    def import_archive(
+        self, source: Path | str | IO[bytes], *, platform: PlatformRequest | None = None
+    ) -> builtins.list[Image]:
+        """Import an OCI image-layout or docker-archive tarball."""
+
+    def export_archive(
+        self,
+        refs: Sequence[str],
+        dest: Path | str | IO[bytes],
+        *,
+        platform: PlatformRequest | None = None,
+    ) -> None:
+        """Write the images ``refs`` into an OCI image-layout tarball."""
+
+
+@runtime_checkable
+class Client(Protocol):
+    """A connection to one backend, bound to one namespace."""
+
+    @property
+    def backend(self) -> BackendName:
+        """Which implementation this is: ``"local"`` or ``"remote"``."""
+
+    @property
+    def namespace(self) -> str:
+        """The namespace every call acts in."""
+
+    @property
+    def images(self) -> ImageService:
+        """The image service."""
+
+    def version(self) -> Version:
+        """The version of the daemon or runtime behind this client."""
+
+    def new_container(
+        self,
+        container_id: str,
+        spec: Spec | None = None,
+        *,
+        image: str | None = None,
+        runtime: str | None = None,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Container:
+        """Create a container from ``spec`` (and ``image``'s root filesystem and config)."""
+
+    def load_container(self, container_id: str) -> Container:
+        """A handle on an existing container; ``NotFound`` when absent."""
+
+    def containers(self, filters: Sequence[str] = ()) -> list[Container]:
+        """Every container in the namespace, optionally filtered."""
+
+    def events(self, filters: Sequence[str] = ()) -> EventStream:
+        """Subscribe to events from now on."""
+
+    def close(self) -> None:
+        """Release connections, threads and stdio the client holds."""
+
+    def __enter__(self) -> Client: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+# -------------------------------------------------------------------------- async
+
+
+class AsyncProcessIO(Protocol):
+    """The live streams of a process, for asyncio callers."""
+
+    async def write(self, data: bytes) -> None:
+        """Write to the process's stdin."""
+
+    async def close_stdin(self) -> None:
+        """Send EOF on stdin."""
+
+    async def read_stdout(self, n: int = -1) -> bytes:
+        """Read stdout: up to ``n`` bytes, or to EOF when ``n`` is -1; ``b""`` at EOF."""
+
+    async def read_stderr(self, n: int = -1) -> bytes:
+        """Read stderr like ``read_stdout``."""
+
+    async def close(self) -> None:
+        """Close every stream."""
+
+
+@runtime_checkable
+class AsyncProcess(Protocol):
+    """The asyncio twin of :class:`Process`."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def container_id(self) -> str: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def io(self) -> AsyncProcessIO | None: ...
+
+    async def start(self) -> None: ...
+
+    async def kill(self, signal: int, *, all: bool = False) -> None: ...
+
+    async def wait(self, timeout: float | None = None) -> ExitStatus: ...
+
+    async def status(self) -> Status: ...
+
+    async def resize(self, width: int, height: int) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    async def delete(self) -> ExitStatus: ...
+
+
+@runtime_checkable
+class AsyncTask(AsyncProcess, Protocol):
+    """The asyncio twin of :class:`Task`."""
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def exec(
+        self, process_id: str, process: ProcessSpec, *, stdio: Stdio | None = None
+    ) -> AsyncProcess: ...
+
+    async def load_process(self, process_id: str) -> AsyncProcess: ...
+
+    async def pids(self) -> list[ProcessInfo]: ...
+
+    async def summary(self) -> Mapping[str, Any]: ...
+
+    async def stats(self) -> Stats: ...
+
+    async def update_resources(self, resources: Resources) -> None: ...
+
+    async def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None: ...
+
+    async def force_delete(self) -> ExitStatus: ...
+
+
+@runtime_checkable
+class AsyncContainer(Protocol):
+    """The asyncio twin of :class:`Container`."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def info(self) -> ContainerInfo: ...
+
+    async def spec(self) -> Spec: ...
+
+    async def labels(self) -> dict[str, str]: ...
+
+    async def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]: ...
+
+    async def new_task(
+        self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
+    ) -> AsyncTask: ...
+
+    async def task(self) -> AsyncTask: ...
+
+    async def attach_task(self, *, stdio: Stdio | None = None) -> AsyncTask: ...
+
+    async def delete(self, *, cleanup_snapshot: bool = True) -> None: ...
+
+
+class AsyncEventStream(Protocol):
+    """An async iterator of events; ``aclose()`` (or ``async with``) unsubscribes."""
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    async def __anext__(self) -> Event: ...
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> AsyncEventStream: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class AsyncImageService(Protocol):
+    """The asyncio twin of :class:`ImageService`."""
+
+    async def pull(
+        self,
+        ref: str,
+        *,
+        platform: PlatformRequest | None = None,
+        progress: ProgressCallback | None = None,
+        auth: Credentials | None = None,
+        unpack: bool = True,
+    ) -> Image: ...
+
+    async def push(
+        self,
+        ref: str,
+        *,
+        source: str | None = None,
+        platform: PlatformRequest | None = None,
+        progress: ProgressCallback | None = None,
+        auth: Credentials | None = None,
+    ) -> Descriptor: ...
+
+    async def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]: ...
+
+    async def get(self, ref: str) -> Image: ...
+
+    async def remove(self, ref: str, *, sync: bool = False) -> None: ...
+
+    async def import_archive(
+        self, source: Path | str | IO[bytes], *, platform: PlatformRequest | None = None
+    ) -> builtins.list[Image]: ...
+
+    async def export_archive(
+        self,
+        refs: Sequence[str],
+        dest: Path | str | IO[bytes],
+        *,
+        platform: PlatformRequest | None = None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class AsyncClient(Protocol):
+    """The asyncio twin of :class:`Client`."""
+
+    @property
+    def backend(self) -> BackendName: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def images(self) -> AsyncImageService: ...
+
+    async def version(self) -> Version: ...
+
+    async def new_container(
+        self,
+        container_id: str,
+        spec: Spec | None = None,
+        *,
+        image: str | None = None,
+        runtime: str | None = None,
+        runtime_options: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> AsyncContainer: ...
+
+    async def load_container(self, container_id: str) -> AsyncContainer: ...
+
+    async def containers(self, filters: Sequence[str] = ()) -> list[AsyncContainer]: ...
+
+    def events(self, filters: Sequence[str] = ()) -> AsyncEventStream: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> AsyncClient: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

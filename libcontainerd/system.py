@@ -1,0 +1,187 @@
+"""Which backend a client would get on this host, and why.
+
+``new_client()`` asks :func:`decide_backend` and follows its answer; callers can
+ask the same question to log the decision (``explain()``) or to know whether a
+containerd is in use (``containerd_in_use()``).
+
+The rules, first match wins:
+
+1. an explicit ``backend=`` argument;
+2. the ``LIBCONTAINERD_BACKEND`` environment variable;
+3. an explicit ``address=`` argument, then ``CONTAINERD_ADDRESS``: remote;
+4. a containerd that answers health checks at the platform's default address: remote;
+5. otherwise local, the embedded default that needs no daemon.
+
+On Windows remote is chosen only when all three of ``experimental=True``, a
+non-empty ``LIBCONTAINERD_WINDOWS_CONTAINERD_RUNTIME`` and a named-pipe address
+are given; anything less selects local (and an explicit ``backend="remote"``
+without them is refused).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from collections.abc import Mapping
+
+import attrs
+
+from .address import AddressKind, default_address, parse_address
+from .errors import FailedPrecondition, InvalidArgument
+
+__all__ = [
+    "BACKEND_ENV",
+    "CONTAINERD_ADDRESS_ENV",
+    "WINDOWS_RUNTIME_ENV",
+    "BackendDecision",
+    "Rule",
+    "containerd_answers",
+    "containerd_in_use",
+    "decide_backend",
+    "explain",
+]
+
+BACKEND_ENV = "LIBCONTAINERD_BACKEND"
+CONTAINERD_ADDRESS_ENV = "CONTAINERD_ADDRESS"
+WINDOWS_RUNTIME_ENV = "LIBCONTAINERD_WINDOWS_CONTAINERD_RUNTIME"
+_BACKENDS = ("local", "remote")
+_PROBE_TIMEOUT = 0.5
+# grpc.health.v1.HealthCheckResponse{status: SERVING}: field 1, varint 1.
+_SERVING = b"\x08\x01"
+
+
+class Rule(enum.Enum):
+    """The selection rule that decided the backend."""
+
+    EXPLICIT_BACKEND = "explicit backend argument"
+    BACKEND_ENVIRONMENT = f"{BACKEND_ENV} environment variable"
+    EXPLICIT_ADDRESS = "explicit address argument"
+    ADDRESS_ENVIRONMENT = f"{CONTAINERD_ADDRESS_ENV} environment variable"
+    DEFAULT_ADDRESS_ANSWERS = "a containerd answers at the default address"
+    EMBEDDED_DEFAULT = "no containerd found: embedded default"
+    WINDOWS_GUARD = "Windows: remote needs experimental, the runtime variable and a pipe"
+
+
+@attrs.frozen
+class BackendDecision:
+    """The chosen backend, the rule that chose it, and the address remote would dial."""
+
+    backend: str
+    rule: Rule
+    address: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """A sentence for logs: what was chosen and why."""
+        where = f" at {self.address}" if self.address else ""
+        return f"backend {self.backend}{where}: {self.rule.value}"
+
+
+def containerd_answers(address: str, timeout: float = _PROBE_TIMEOUT) -> bool:
+    """True when a containerd at ``address`` answers a gRPC health check within ``timeout``."""
+    try:
+        parsed = parse_address(address)
+    except InvalidArgument:
+        return False
+    if parsed.kind is AddressKind.NPIPE:
+        return False  # probing a pipe needs the remote transport's relay
+    if parsed.kind is AddressKind.UNIX and not os.path.exists(parsed.path):
+        return False
+    import grpc  # deferred: only this probe needs gRPC here
+
+    channel = grpc.insecure_channel(parsed.target)
+    try:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        reply = check(b"", timeout=timeout)
+    except grpc.RpcError:
+        return False
+    finally:
+        channel.close()
+    return bytes(reply) == _SERVING
+
+
+def _check_backend_name(value: str, source: str) -> str:
+    name = value.strip().lower()
+    if name not in _BACKENDS:
+        raise InvalidArgument(f"{source} is {value!r}; use 'local' or 'remote'")
+    return name
+
+
+def decide_backend(
+    backend: str | None = None,
+    *,
+    address: str | None = None,
+    experimental: bool = False,
+    environ: Mapping[str, str] | None = None,
+    host_os: str | None = None,
+    probe_address: str | None = None,
+) -> BackendDecision:
+    """Apply the selection rules and return the decision (no connection is kept).
+
+    ``environ``, ``host_os`` and ``probe_address`` default to this process's
+    environment, this host's OS and containerd's default address; tests and
+    callers who embed their own daemon may override them.
+    """
+    env = os.environ if environ is None else environ
+    os_name = host_os or ("windows" if sys.platform == "win32" else "linux")
+    if os_name == "windows":
+        return _decide_windows(backend, address, experimental, env)
+
+    if backend is not None:
+        return BackendDecision(
+            _check_backend_name(backend, "backend"), Rule.EXPLICIT_BACKEND, address
+        )
+    if env.get(BACKEND_ENV):
+        name = _check_backend_name(env[BACKEND_ENV], BACKEND_ENV)
+        return BackendDecision(name, Rule.BACKEND_ENVIRONMENT, address)
+    if address is not None:
+        return BackendDecision("remote", Rule.EXPLICIT_ADDRESS, address)
+    if env.get(CONTAINERD_ADDRESS_ENV):
+        return BackendDecision("remote", Rule.ADDRESS_ENVIRONMENT, env[CONTAINERD_ADDRESS_ENV])
+    probe = probe_address or default_address(os_name)
+    if containerd_answers(probe):
+        return BackendDecision("remote", Rule.DEFAULT_ADDRESS_ANSWERS, probe)
+    return BackendDecision("local", Rule.EMBEDDED_DEFAULT)
+
+
+def _decide_windows(
+    backend: str | None, address: str | None, experimental: bool, env: Mapping[str, str]
+) -> BackendDecision:
+    pipe = address or env.get(CONTAINERD_ADDRESS_ENV)
+    is_pipe = False
+    if pipe:
+        try:
+            is_pipe = parse_address(pipe).kind is AddressKind.NPIPE
+        except InvalidArgument:
+            is_pipe = False
+    guard_open = experimental and bool(env.get(WINDOWS_RUNTIME_ENV)) and is_pipe
+    wanted = backend or env.get(BACKEND_ENV)
+    if wanted is not None and _check_backend_name(wanted, "backend") == "remote" and not guard_open:
+        raise FailedPrecondition(
+            "the remote backend on Windows needs experimental=True, a non-empty "
+            f"{WINDOWS_RUNTIME_ENV} and a named-pipe address (npipe:////./pipe/<name>)"
+        )
+    if guard_open:
+        return BackendDecision("remote", Rule.WINDOWS_GUARD, pipe)
+    rule = Rule.EXPLICIT_BACKEND if backend else Rule.WINDOWS_GUARD
+    return BackendDecision("local", rule)
+
+
+def explain(
+    backend: str | None = None, *, address: str | None = None, experimental: bool = False
+) -> str:
+    """The decision :func:`decide_backend` would make for these arguments, as a sentence."""
+    return decide_backend(backend, address=address, experimental=experimental).reason
+
+
+def containerd_in_use(
+    backend: str | None = None, *, address: str | None = None, experimental: bool = False
+) -> bool:
+    """True when a client made with these arguments would talk to containerd."""
+    decision = decide_backend(backend, address=address, experimental=experimental)
+    return decision.backend == "remote"
