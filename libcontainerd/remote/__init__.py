@@ -1,1 +1,61 @@
-"""Remote backend: drives a containerd daemon over its gRPC API v1."""
+"""Remote backend: drives a containerd daemon over its gRPC API v1.
+
+The factory (:func:`libcontainerd.new_client`) calls :func:`create_client` or
+:func:`create_async_client`. Backend options (keyword arguments of ``new_client``):
+``tls_ca``, ``tls_cert``, ``tls_key`` (paths or PEM bytes) for ``tcp://`` addresses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from ..config import ClientConfig
+from ._async import (
+    AsyncRemoteClient,
+    AsyncRemoteContainer,
+    AsyncRemoteEventStream,
+    AsyncRemoteProcess,
+    AsyncRemoteProcessIO,
+    AsyncRemoteTask,
+)
+from ._client import RemoteClient, RemoteContainer, RemoteProcess, RemoteTask
+from ._events import RemoteEventStream
+from ._extras import Introspection, Lease, Leases, NamespaceInfo, Namespaces, Plugin
+from ._stdio import FIFO_ROOT, PipedStreams
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient, Client
+
+__all__ = [
+    "FIFO_ROOT",
+    "AsyncRemoteClient",
+    "AsyncRemoteContainer",
+    "AsyncRemoteEventStream",
+    "AsyncRemoteProcess",
+    "AsyncRemoteProcessIO",
+    "AsyncRemoteTask",
+    "Introspection",
+    "Lease",
+    "Leases",
+    "NamespaceInfo",
+    "Namespaces",
+    "PipedStreams",
+    "Plugin",
+    "RemoteClient",
+    "RemoteContainer",
+    "RemoteEventStream",
+    "RemoteProcess",
+    "RemoteTask",
+    "create_async_client",
+    "create_client",
+]
+
+
+def create_client(config: ClientConfig) -> Client:
+    """A blocking client for the containerd at ``config.address`` (default socket if None)."""
+    return cast("Client", RemoteClient(config))
+
+
+def create_async_client(config: ClientConfig) -> AsyncClient:
+    """An asyncio client for the containerd at ``config.address``."""
+    return cast("AsyncClient", AsyncRemoteClient(config))
