@@ -1,0 +1,496 @@
+"""containerd's content service as a blob store for the registry client and archives.
+
+:class:`RemoteContentStore` implements the :class:`~libcontainerd.distribution.BlobSink`
+and :class:`~libcontainerd.distribution.BlobSource` protocols, so
+:meth:`~libcontainerd.distribution.RegistryClient.pull_graph` writes straight into
+containerd and ``push_graph`` reads from it. Every call carries the store's lease (if
+any), so partial and freshly committed content is protected from garbage collection
+until the caller has created the image record that references it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import json
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from ..errors import AlreadyExists, DigestMismatch, Error, FailedPrecondition, NotFound
+from ..types import descriptor as media
+from ..types.descriptor import Descriptor
+from ._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from ._transport import NAMESPACE_HEADER, Transport, translate_rpc_error
+
+__all__ = [
+    "LEASE_HEADER",
+    "MAX_WRITE_CHUNK",
+    "RemoteContentStore",
+    "RemoteContentWriter",
+    "child_gc_labels",
+]
+
+LEASE_HEADER = "containerd-lease"
+"""The gRPC metadata key containerd reads the lease of a call from."""
+
+MAX_WRITE_CHUNK = 8 * 1024 * 1024
+"""The largest data message sent on a Write stream (below the 16 MiB message limit)."""
+
+_SEND_THRESHOLD = 1024 * 1024
+_READ_CHUNK = 1024 * 1024
+_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def _child_label_kind(child: Mapping[str, Any], index: int) -> str:
+    media_type = str(child.get("mediaType") or "")
+    if media.is_config(media_type):
+        return "config"
+    if media.is_manifest(media_type):
+        return f"m.{index}"
+    if media.is_layer(media_type):
+        return f"l.{index}"
+    return str(index)
+
+
+def child_gc_labels(media_type: str, data: bytes) -> dict[str, str]:
+    """The ``containerd.io/gc.ref.content.*`` labels that keep a manifest's children alive.
+
+    An index refers to its manifests (``m.<i>``), a manifest to its config
+    (``config``) and layers (``l.<i>``), numbered by position, as containerd's own
+    garbage collector expects. Anything that is not a manifest or index gets none.
+    """
+    if not (media.is_index(media_type) or media.is_manifest(media_type)):
+        return {}
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    children: list[Any] = []
+    manifests, layers = document.get("manifests"), document.get("layers")
+    if media.is_index(media_type):
+        children = list(manifests) if isinstance(manifests, list) else []
+    else:
+        if isinstance(document.get("config"), dict):
+            children.append(document["config"])
+        if isinstance(layers, list):
+            children.extend(layers)
+    labels: dict[str, str] = {}
+    layer_index = 0
+    for position, child in enumerate(children):
+        if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
+            continue
+        if media.is_index(media_type):
+            kind = f"m.{position}"
+        else:
+            kind = _child_label_kind(child, layer_index)
+            if kind.startswith("l."):
+                layer_index += 1
+        labels[f"containerd.io/gc.ref.content.{kind}"] = child["digest"]
+    return labels
+
+
+class _Requests:
+    """A blocking request iterator feeding one client stream from the writer's thread."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[object] = queue.Queue()
+
+    def put(self, request: content_pb2.WriteContentRequest) -> None:
+        self._queue.put(request)
+
+    def end(self) -> None:
+        self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[content_pb2.WriteContentRequest]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            assert isinstance(item, content_pb2.WriteContentRequest)
+            yield item
+
+
+class RemoteContentWriter:
+    """One blob's Write stream; nothing is visible in the content store before :meth:`commit`.
+
+    On open it asks containerd how much of the ingest ``ref`` already holds (left by an
+    interrupted earlier attempt) and resumes there: incoming bytes below that offset are
+    not sent again, and containerd checks the whole blob's digest at commit.
+    """
+
+    def __init__(
+        self,
+        store: RemoteContentStore,
+        descriptor: Descriptor,
+        *,
+        ref: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self._store = store
+        self._descriptor = descriptor
+        self._ref = ref or f"libcontainerd-{descriptor.digest}"
+        self._labels = dict(labels or {})
+        self._requests = _Requests()
+        self._responses: Any = store._content.Write(
+            iter(self._requests), metadata=store._metadata()
+        )
+        self._done = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._position = 0  # bytes the caller has handed us
+        self._keep = bytearray() if self._wants_body() else None
+        self._exists = False
+        self._server_offset = 0
+        try:
+            status = self._exchange(
+                content_pb2.WriteContentRequest(
+                    action=content_pb2.STAT,
+                    ref=self._ref,
+                    total=descriptor.size,
+                    expected=descriptor.digest,
+                )
+            )
+        except AlreadyExists:
+            # Committed by someone else since the caller looked: only labels are left to do.
+            self._exists = True
+            self._close_stream()
+            return
+        except BaseException:
+            self._close_stream()
+            raise
+        self._server_offset = status.offset
+
+    def _wants_body(self) -> bool:
+        media_type = self._descriptor.media_type
+        return (
+            media.is_index(media_type) or media.is_manifest(media_type)
+        ) and self._descriptor.size <= _MAX_MANIFEST_BYTES
+
+    @property
+    def ref(self) -> str:
+        """The ingest reference this writer uses."""
+        return self._ref
+
+    @property
+    def offset(self) -> int:
+        """How many bytes containerd holds for this ingest."""
+        return self._server_offset
+
+    def _exchange(self, request: content_pb2.WriteContentRequest) -> Any:
+        self._requests.put(request)
+        try:
+            return next(self._responses)
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, address=self._store.transport.address) from None
+        except StopIteration:
+            raise Error(f"containerd closed the write stream of {self._ref}") from None
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        start = self._position - len(data)
+        # Bytes below the server's offset are already in the ingest.
+        skip = max(0, self._server_offset - start)
+        data = data[skip:]
+        offset = start + skip
+        for begin in range(0, len(data), MAX_WRITE_CHUNK):
+            piece = data[begin : begin + MAX_WRITE_CHUNK]
+            response = self._exchange(
+                content_pb2.WriteContentRequest(
+                    action=content_pb2.WRITE, ref=self._ref, offset=offset, data=piece
+                )
+            )
+            offset += len(piece)
+            self._server_offset = response.offset
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        if self._done:
+            raise FailedPrecondition(f"write to {self._ref} after commit or abort")
+        if not data:
+            return
+        if self._keep is not None:
+            self._keep.extend(data)
+        self._pending.append(bytes(data))
+        self._pending_size += len(data)
+        self._position += len(data)
+        if self._exists:
+            self._pending.clear()
+            self._pending_size = 0
+        elif self._pending_size >= _SEND_THRESHOLD:
+            self._flush()
+
+    def truncate(self) -> None:
+        """Drop everything written so far (the download restarts from byte 0)."""
+        if self._done:
+            raise FailedPrecondition(f"truncate of {self._ref} after commit or abort")
+        self._pending.clear()
+        self._pending_size = 0
+        self._position = 0
+        if self._keep is not None:
+            self._keep.clear()
+        if self._exists:
+            return
+        # A write at offset 0 makes containerd truncate the ingest.
+        response = self._exchange(
+            content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=self._ref, offset=0)
+        )
+        self._server_offset = response.offset
+
+    def commit(self) -> None:
+        """Commit with the expected digest and size, plus the child and source labels."""
+        if self._done:
+            raise FailedPrecondition(f"commit of {self._ref} after commit or abort")
+        labels = dict(self._store.labels)
+        if self._keep is not None:
+            labels.update(child_gc_labels(self._descriptor.media_type, bytes(self._keep)))
+        labels.update(self._labels)
+        if self._exists:
+            self._done = True
+            self._store.update_labels(self._descriptor.digest, labels)
+            return
+        try:
+            self._flush()
+            self._exchange(
+                content_pb2.WriteContentRequest(
+                    action=content_pb2.COMMIT,
+                    ref=self._ref,
+                    total=self._descriptor.size,
+                    expected=self._descriptor.digest,
+                    # offset 0 would ask containerd to truncate the ingest
+                    offset=self._server_offset,
+                    labels=labels,
+                )
+            )
+        except AlreadyExists:
+            # Stored meanwhile (another pull): make sure our labels are on it.
+            self._close_stream()
+            self._done = True
+            self._store.update_labels(self._descriptor.digest, labels)
+            return
+        except FailedPrecondition as error:
+            self.abort()
+            if "digest" in str(error) or "size" in str(error):
+                raise DigestMismatch(
+                    f"containerd refused blob {self._descriptor.digest}: {error}",
+                    expected=self._descriptor.digest,
+                ) from None
+            raise
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        self._close_stream()
+
+    def _close_stream(self) -> None:
+        self._requests.end()
+        with contextlib.suppress(Exception):
+            self._responses.cancel()
+
+    def abort(self) -> None:
+        """Throw the partial blob away. Safe to call more than once, or after commit."""
+        if self._done:
+            return
+        self._done = True
+        self._close_stream()
+        if self._exists:
+            return
+        with contextlib.suppress(Error):
+            self._store._call(self._store._content.Abort, content_pb2.AbortRequest(ref=self._ref))
+
+
+class _ReadStream(io.RawIOBase):
+    """A blob read through the content service's Read stream."""
+
+    def __init__(self, responses: Any, close: Callable[[], None], address: str) -> None:
+        self._responses = responses
+        self._cancel = close
+        self._address = address
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buffer and not self._eof:
+            try:
+                self._buffer = next(self._responses).data
+            except StopIteration:
+                self._eof = True
+            except grpc.RpcError as error:
+                raise translate_rpc_error(error, address=self._address) from None
+        size = min(len(buffer), len(self._buffer))
+        buffer[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._cancel()
+        super().close()
+
+
+class RemoteContentStore:
+    """Blobs in containerd's content store, all calls under ``lease_id`` when given.
+
+    ``labels`` go on every blob this store commits (e.g. the distribution source).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        lease_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.lease_id = lease_id
+        self.labels: dict[str, str] = dict(labels or {})
+        self._content = content_pb2_grpc.ContentStub(transport.channel)
+        self._lock = threading.Lock()
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        items = [(NAMESPACE_HEADER, self.transport.namespace)]
+        if self.lease_id:
+            items.append((LEASE_HEADER, self.lease_id))
+        return tuple(items)
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
+        try:
+            return method(request, timeout=self.transport.timeout, metadata=self._metadata())
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, address=self.transport.address) from None
+
+    def info(self, digest: str) -> content_pb2.Info:
+        """The stored blob's info; ``NotFound`` when absent."""
+        return self._call(self._content.Info, content_pb2.InfoRequest(digest=digest)).info
+
+    def exists(self, digest: str) -> bool:
+        """Whether blob ``digest`` is committed in containerd."""
+        try:
+            self.info(digest)
+        except NotFound:
+            return False
+        return True
+
+    def list(self, filters: Sequence[str] = ()) -> list[content_pb2.Info]:
+        """Every committed blob (containerd filter syntax)."""
+        try:
+            stream = self._content.List(
+                content_pb2.ListContentRequest(filters=list(filters)), metadata=self._metadata()
+            )
+            return [info for response in stream for info in response.info]
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, address=self.transport.address) from None
+
+    def writer(
+        self, descriptor: Descriptor, *, labels: Mapping[str, str] | None = None
+    ) -> RemoteContentWriter:
+        """A new writer for ``descriptor`` (a fresh ingest ref unless one is resumable)."""
+        return RemoteContentWriter(self, descriptor, labels=labels)
+
+    def write_blob(
+        self, descriptor: Descriptor, data: bytes, *, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Store ``data`` as ``descriptor``'s blob (containerd verifies the digest)."""
+        if self.exists(descriptor.digest):
+            merged = dict(self.labels)
+            merged.update(child_gc_labels(descriptor.media_type, data))
+            merged.update(labels or {})
+            self.update_labels(descriptor.digest, merged)
+            return
+        writer = RemoteContentWriter(
+            self, descriptor, ref=f"libcontainerd-{secrets.token_hex(8)}", labels=labels
+        )
+        try:
+            writer.write(data)
+            writer.commit()
+        finally:
+            writer.abort()
+
+    def update_labels(self, digest: str, labels: Mapping[str, str]) -> None:
+        """Set ``labels`` on a committed blob, leaving its other labels alone."""
+        if not labels:
+            return
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
+        self._call(
+            self._content.Update,
+            content_pb2.UpdateRequest(
+                info=content_pb2.Info(digest=digest, labels=dict(labels)), update_mask=mask
+            ),
+        )
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """Open blob ``digest`` for reading; ``NotFound`` when absent."""
+        self.info(digest)  # a missing blob fails here, not on the first read
+        call = self._content.Read(
+            content_pb2.ReadContentRequest(digest=digest), metadata=self._metadata()
+        )
+        raw = _ReadStream(call, call.cancel, self.transport.address)
+        return io.BufferedReader(raw, _READ_CHUNK)
+
+    def read_blob(self, digest: str, *, limit: int | None = None) -> bytes:
+        """The bytes of blob ``digest`` (``ResourceExhausted`` is not checked: pass ``limit``)."""
+        with self.open_blob(digest) as handle:
+            data = handle.read() if limit is None else handle.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise FailedPrecondition(f"blob {digest} is larger than {limit} bytes")
+        return data
+
+    def read_json(self, digest: str) -> Any:
+        """Parse a small JSON blob (manifest, index, config)."""
+        data = self.read_blob(digest, limit=_MAX_MANIFEST_BYTES * 4)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise DigestMismatch(f"blob {digest} is not valid JSON", expected=digest) from None
+
+    def delete(self, digest: str) -> None:
+        """Delete blob ``digest`` (``NotFound`` when absent)."""
+        self._call(self._content.Delete, content_pb2.DeleteContentRequest(digest=digest))
+
+    def ingests(self) -> builtins.list[str]:
+        """The refs of active (uncommitted) ingests."""
+        response = self._call(self._content.ListStatuses, content_pb2.ListStatusesRequest())
+        return [status.ref for status in response.statuses]
+
+
+def leased_call(
+    transport: Transport,
+    method: grpc.UnaryUnaryMultiCallable[Req, Resp],
+    request: Req,
+    *,
+    lease_id: str | None = None,
+    timeout: float | None = -1.0,
+) -> Resp:
+    """A unary call in the transport's namespace and, when given, under ``lease_id``.
+
+    ``timeout=-1`` means the client's default deadline, ``None`` no deadline.
+    """
+    metadata = [(NAMESPACE_HEADER, transport.namespace)]
+    if lease_id:
+        metadata.append((LEASE_HEADER, lease_id))
+    deadline = transport.timeout if timeout == -1.0 else timeout
+    try:
+        return method(request, timeout=deadline, metadata=tuple(metadata))
+    except grpc.RpcError as error:
+        raise translate_rpc_error(error, address=transport.address) from None
