@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -137,8 +138,14 @@ class AsyncRemoteProcess:
         await self._run(self._sync.kill, signal, all=all)
 
     async def wait(self, timeout: float | None = None) -> ExitStatus:
-        """Wait for the process to exit."""
-        return await self._run(self._sync.wait, timeout)
+        """Wait for the process to exit; cancelling the await releases the pool thread."""
+        cancel = threading.Event()
+        try:
+            return await self._run(self._sync.wait, timeout, cancel=cancel)
+        finally:
+            # Set on every exit path: after a cancellation the blocking wait is still
+            # running and stops at its next slice.
+            cancel.set()
 
     async def status(self) -> Status:
         """The current status."""

@@ -9,20 +9,24 @@ from __future__ import annotations
 import contextlib
 import signal as _signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
 from ..config import ClientConfig
 from ..errors import (
+    Canceled,
     DeadlineExceeded,
+    Error,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unimplemented,
+    Unknown,
 )
 from ..types.container import ContainerInfo
 from ..types.process import ProcessInfo
@@ -41,12 +45,17 @@ from ._stdio import PipedStreams, ProcessStdio, attach_stdio, fifo_dir, prepare_
 from ._stdio import remove_fifo_dir as _remove_fifo_dir
 from ._transport import NO_TIMEOUT, Transport
 
+if TYPE_CHECKING:
+    from ._images import RemoteImages
+
 __all__ = ["RemoteClient", "RemoteContainer", "RemoteProcess", "RemoteTask"]
 
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 """The runtime containers get when none is named."""
 
 _FORCE_DELETE_WAIT = 10.0
+# Length of one Wait call when a wait can be cancelled (async callers).
+_WAIT_SLICE = 1.0
 
 
 def _validate_id(value: object, kind: str) -> str:
@@ -128,7 +137,20 @@ class RemoteProcess:
         if self._stdio is not None:
             self._stdio.started()
             if self._stdio.size is not None:
-                self.resize(*self._stdio.size)
+                self._initial_resize(*self._stdio.size)
+
+    def _initial_resize(self, width: int, height: int) -> None:
+        # A short-lived process may be gone before its terminal gets its first size;
+        # that is not the caller's error.
+        try:
+            self.resize(width, height)
+        except Error:
+            try:
+                status = self.status()
+            except NotFound:
+                return
+            if status is not Status.STOPPED:
+                raise
 
     def kill(self, signal: int, *, all: bool = False) -> None:
         """Send ``signal`` to the process; with ``all=True`` to every process of the task."""
@@ -144,21 +166,45 @@ class RemoteProcess:
             ),
         )
 
-    def wait(self, timeout: float | None = None) -> ExitStatus:
-        """Block until the process exits (containerd keeps the status until delete)."""
+    def wait(
+        self, timeout: float | None = None, *, cancel: threading.Event | None = None
+    ) -> ExitStatus:
+        """Block until the process exits (containerd keeps the status until delete).
+
+        Survives a containerd restart (the shim keeps the process). With ``cancel``, the
+        wait is made of short calls and ends with ``Canceled`` soon after ``cancel`` is
+        set, so an abandoned wait does not hold a thread forever.
+        """
         if timeout is not None and not timeout > 0:
             raise InvalidArgument(f"timeout must be positive seconds or None, got {timeout!r}")
-        try:
-            response = self._t.call(
-                self._t.tasks.Wait,
-                tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id),
-                timeout=NO_TIMEOUT if timeout is None else timeout,
-            )
-        except DeadlineExceeded:
-            raise DeadlineExceeded(
-                f"process {self.id!r} of container {self._container_id!r} did not exit "
-                f"within {timeout} s"
-            ) from None
+        end = None if timeout is None else time.monotonic() + timeout
+        request = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
+        while True:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise DeadlineExceeded(
+                    f"process {self.id!r} of container {self._container_id!r} did not exit "
+                    f"within {timeout} s"
+                )
+            piece = left if cancel is None else min(left or _WAIT_SLICE, _WAIT_SLICE)
+            if cancel is not None and cancel.is_set():
+                raise Canceled(f"wait for process {self.id!r} was cancelled")
+            try:
+                response = self._t.call(
+                    self._t.tasks.Wait,
+                    request,
+                    timeout=NO_TIMEOUT if piece is None else piece,
+                    idempotent=True,
+                )
+            except DeadlineExceeded:
+                continue
+            except Unknown as error:
+                # containerd hands our deadline to the shim, whose expiry can come back
+                # as an untyped error before the client's own deadline fires.
+                if piece is not None and "deadline exceeded" in str(error):
+                    continue
+                raise
+            break
         return _exit_status(
             response.exit_status, response.exited_at, response.HasField("exited_at")
         )
@@ -167,12 +213,22 @@ class RemoteProcess:
         response = self._t.call(
             self._t.tasks.Get,
             tasks_pb2.GetRequest(container_id=self._container_id, exec_id=self._exec_id),
+            idempotent=True,
         )
         return response.process
 
     def status(self) -> Status:
         """The current status."""
         return Status.from_proto(self._get().status)
+
+    def _is_running(self) -> bool:
+        """False once the process has exited or is gone; True when containerd cannot say."""
+        try:
+            return self.status() is not Status.STOPPED
+        except NotFound:
+            return False
+        except Error:
+            return True
 
     def resize(self, width: int, height: int) -> None:
         """Resize the process's terminal."""
@@ -303,7 +359,9 @@ class RemoteTask(RemoteProcess):
     def pids(self) -> list[ProcessInfo]:
         """The host pids of every process in the container."""
         response = self._t.call(
-            self._t.tasks.ListPids, tasks_pb2.ListPidsRequest(container_id=self._container_id)
+            self._t.tasks.ListPids,
+            tasks_pb2.ListPidsRequest(container_id=self._container_id),
+            idempotent=True,
         )
         result = []
         for item in response.processes:
@@ -339,6 +397,7 @@ class RemoteTask(RemoteProcess):
         response = self._t.call(
             self._t.tasks.Metrics,
             tasks_pb2.MetricsRequest(filters=[f"id=={self._container_id}"]),
+            idempotent=True,
         )
         for metric in response.metrics:
             if metric.id == self._container_id:
@@ -415,7 +474,9 @@ class RemoteContainer:
 
     def _record(self) -> containers_pb2.Container:
         response = self._t.call(
-            self._t.containers.Get, containers_pb2.GetContainerRequest(id=self._id)
+            self._t.containers.Get,
+            containers_pb2.GetContainerRequest(id=self._id),
+            idempotent=True,
         )
         return response.container
 
@@ -459,12 +520,17 @@ class RemoteContainer:
         spec = self.spec()
         process = spec.get("process") or {}
         _check_terminal(process, stdio, "container's")
+        from ._images import container_rootfs
+
+        record = self._record()
+        rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
         process_stdio = self._client._prepare(stdio, self._id, "")
         try:
             response = self._t.call(
                 self._t.tasks.Create,
                 tasks_pb2.CreateTaskRequest(
                     container_id=self._id,
+                    rootfs=rootfs,
                     stdin=process_stdio.stdin,
                     stdout=process_stdio.stdout,
                     stderr=process_stdio.stderr,
@@ -478,7 +544,9 @@ class RemoteContainer:
         return RemoteTask(self._client, self._id, pid=response.pid, stdio=process_stdio)
 
     def _task_process(self) -> task_pb2.Process:
-        response = self._t.call(self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id))
+        response = self._t.call(
+            self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
+        )
         return response.process
 
     def task(self) -> RemoteTask:
@@ -498,6 +566,7 @@ class RemoteContainer:
                 stderr=process.stderr,
                 terminal=process.terminal,
                 on_stdin_close=task._close_io,
+                is_running=task._is_running,
             )
         )
         return task
@@ -600,9 +669,11 @@ class RemoteClient:
         return self.transport.address
 
     @property
-    def images(self) -> UnimplementedImages:
-        """The image service (every operation raises ``Unimplemented`` in this version)."""
-        return UnimplementedImages()
+    def images(self) -> RemoteImages:
+        """The image service: pull, push, list, get, remove, import and export images."""
+        from ._images import RemoteImages
+
+        return RemoteImages(self.transport)
 
     # -- stdio bookkeeping ----------------------------------------------------------------
 
@@ -623,12 +694,17 @@ class RemoteClient:
             if process is not None:
                 process._close_io()
 
+        def is_running() -> bool:
+            process = holder.get("process")
+            return process is None or process._is_running()
+
         prepared = prepare_stdio(
             stdio,
             namespace=self.namespace,
             container_id=container_id,
             exec_id=exec_id,
             on_stdin_close=close_io,
+            is_running=is_running,
         )
         holder["process"] = RemoteProcess(self, container_id, exec_id)
         return self._track(prepared)
@@ -646,7 +722,9 @@ class RemoteClient:
 
     def version(self) -> Version:
         """containerd's version and revision."""
-        response = self.transport.call(self.transport.version.Version, empty_pb2.Empty())
+        response = self.transport.call(
+            self.transport.version.Version, empty_pb2.Empty(), idempotent=True
+        )
         return Version(
             version=response.version,
             revision=response.revision,
@@ -667,36 +745,48 @@ class RemoteClient:
     ) -> RemoteContainer:
         """Create a container record from ``spec`` (its ``root.path`` names the rootfs)."""
         container_id = _validate_id(container_id, "container id")
-        if image is not None:
-            raise Unimplemented(
-                "creating a container from an image is not implemented by the remote "
-                "backend yet; pass a spec whose root.path is the root filesystem directory"
-            )
-        if spec is None:
+        if spec is None and image is None:
             raise InvalidArgument(
                 "new_container needs a spec (build one with libcontainerd.oci.generate_spec)"
             )
-        if not isinstance(spec, Mapping):
+        if spec is not None and not isinstance(spec, Mapping):
             raise InvalidArgument(f"spec must be a dict, not {type(spec).__name__}")
         if labels is not None and not all(
             isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
         ):
             raise InvalidArgument("labels must map non-empty str keys to str values")
-        record = containers_pb2.Container(
-            id=container_id,
-            labels=dict(labels or {}),
-            spec=_convert.json_any(_convert.SPEC_TYPE, dict(spec)),
-            runtime=containers_pb2.Container.Runtime(name=runtime or DEFAULT_RUNTIME),
-        )
-        if runtime_options:
-            record.runtime.options.CopyFrom(_convert.runtime_options_any(runtime_options))
-        if extensions:
-            for name, value in _convert.encode_extensions(extensions).items():
-                record.extensions[name].CopyFrom(value)
-        self.transport.call(
-            self.transport.containers.Create,
-            containers_pb2.CreateContainerRequest(container=record),
-        )
+        prepared = None
+        if image is not None:
+            from ._images import prepare_image_rootfs
+
+            prepared = prepare_image_rootfs(self.transport, container_id, image, spec)
+            spec = prepared.spec
+        try:
+            record = containers_pb2.Container(
+                id=container_id,
+                labels=dict(labels or {}),
+                spec=_convert.json_any(_convert.SPEC_TYPE, dict(spec or {})),
+                runtime=containers_pb2.Container.Runtime(name=runtime or DEFAULT_RUNTIME),
+            )
+            if prepared is not None:
+                record.image = prepared.image_name
+                record.snapshotter = prepared.snapshotter
+                record.snapshot_key = prepared.key
+            if runtime_options:
+                record.runtime.options.CopyFrom(_convert.runtime_options_any(runtime_options))
+            if extensions:
+                for name, value in _convert.encode_extensions(extensions).items():
+                    record.extensions[name].CopyFrom(value)
+            self.transport.call(
+                self.transport.containers.Create,
+                containers_pb2.CreateContainerRequest(container=record),
+            )
+        except BaseException:
+            if prepared is not None:
+                prepared.discard()
+            raise
+        if prepared is not None:
+            prepared.release()
         return RemoteContainer(self, container_id)
 
     def load_container(self, container_id: str) -> RemoteContainer:
@@ -712,6 +802,7 @@ class RemoteClient:
         response = self.transport.call(
             self.transport.containers.List,
             containers_pb2.ListContainersRequest(filters=list(filters)),
+            idempotent=True,
         )
         return [RemoteContainer(self, record.id) for record in response.containers]
 

@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 
+from ..errors import Unavailable
 from ..types.events import Event, EventType
 from ._convert import to_datetime
 from ._pb.containerd.events import (  # noqa: F401  (imported to register the messages)
@@ -28,7 +29,7 @@ from ._pb.containerd.events import (  # noqa: F401  (imported to register the me
     task_pb2,
 )
 from ._pb.containerd.services.events.v1 import events_pb2
-from ._transport import ResponseStream, Transport
+from ._transport import Backoff, ResponseStream, Transport
 
 __all__ = [
     "CallbackSubscription",
@@ -121,29 +122,62 @@ def decode_envelope(envelope: events_pb2.Envelope) -> Event:
 
 
 class RemoteEventStream:
-    """A blocking iterator over containerd events; ``close()`` unsubscribes from any thread."""
+    """A blocking iterator over containerd events; ``close()`` unsubscribes from any thread.
 
-    def __init__(self, stream: ResponseStream[events_pb2.Envelope]) -> None:
+    When containerd becomes unreachable (it restarted) the stream subscribes again, for up
+    to :data:`~libcontainerd.remote._transport.RECONNECT_WINDOW` seconds, and carries on;
+    events published while it was down are lost (containerd keeps no backlog).
+    """
+
+    def __init__(
+        self,
+        stream: ResponseStream[events_pb2.Envelope],
+        resubscribe: Callable[[], ResponseStream[events_pb2.Envelope]] | None = None,
+    ) -> None:
         self._stream = stream
-        self._closed = False
+        self._resubscribe = resubscribe
+        self._closed = threading.Event()
         self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[Event]:
         return self
 
     def __next__(self) -> Event:
-        if self._closed:
-            raise StopIteration
-        envelope = next(self._stream)
-        return decode_envelope(envelope)
+        backoff: Backoff | None = None
+        while True:
+            if self._closed.is_set():
+                raise StopIteration
+            try:
+                envelope = next(self._stream)
+            except Unavailable:
+                if self._resubscribe is None:
+                    raise
+                backoff = backoff or Backoff()
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise
+                _log.debug("event stream lost; subscribing again in %.2f s", delay)
+                if self._closed.wait(delay):
+                    raise StopIteration from None
+                self._swap(self._resubscribe())
+                continue
+            return decode_envelope(envelope)
+
+    def _swap(self, stream: ResponseStream[events_pb2.Envelope]) -> None:
+        with self._lock:
+            if not self._closed.is_set():
+                self._stream = stream
+                return
+        stream.cancel()
 
     def close(self) -> None:
         """Stop the subscription; iteration ends."""
         with self._lock:
-            if self._closed:
+            if self._closed.is_set():
                 return
-            self._closed = True
-        self._stream.cancel()
+            self._closed.set()
+            stream = self._stream
+        stream.cancel()
 
     def __enter__(self) -> RemoteEventStream:
         return self
@@ -171,7 +205,11 @@ def subscribe(
         scope = f'namespace=="{transport.namespace}"'
         wanted = [f"{scope},{f}" for f in wanted] if wanted else [scope]
     request = events_pb2.SubscribeRequest(filters=wanted)
-    return RemoteEventStream(transport.stream(transport.events.Subscribe, request))
+
+    def open_stream() -> ResponseStream[events_pb2.Envelope]:
+        return transport.stream(transport.events.Subscribe, request)
+
+    return RemoteEventStream(open_stream(), open_stream)
 
 
 class CallbackSubscription:

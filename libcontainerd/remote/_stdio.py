@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import shutil
 import stat
 import threading
@@ -30,12 +31,33 @@ from ..types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
 
 __all__ = ["FIFO_ROOT", "PipedStreams", "ProcessStdio", "fifo_dir", "prepare_stdio"]
 
+_STDIN_GONE = (
+    "cannot write to stdin: the process has exited, so nothing reads it any more "
+    "(check the process's status before writing)"
+)
+_STDIN_POLL_MS = 500
+
 FIFO_ROOT = Path(f"/tmp/libcontainerd-fifo-{os.getuid()}")
 """Where this user's clients keep process FIFOs."""
 
 
 def _private_dir(path: Path) -> None:
     """Create ``path`` mode 0700 (parents too) and refuse one that others could tamper with."""
+    # Another client may remove an empty namespace or container directory between our
+    # mkdir of a parent and of its child (remove_fifo_dir); starting over is enough.
+    for _ in range(_MKDIR_ATTEMPTS - 1):
+        try:
+            _private_dir_once(path)
+        except FileNotFoundError:
+            continue
+        return
+    _private_dir_once(path)
+
+
+_MKDIR_ATTEMPTS = 5
+
+
+def _private_dir_once(path: Path) -> None:
     chain: list[Path] = [FIFO_ROOT]
     for name in path.relative_to(FIFO_ROOT).parts:
         chain.append(chain[-1] / name)
@@ -61,9 +83,17 @@ def fifo_dir(namespace: str, container_id: str, exec_id: str = "") -> Path:
 class _StdinWriter(io.RawIOBase):
     """The write end of a stdin FIFO; closing it also tells the shim to close stdin."""
 
-    def __init__(self, fd: int, on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        on_close: Callable[[], None],
+        path: Path | None = None,
+        is_running: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__()
         self._fd = fd
+        self._path = path
+        self._is_running = is_running
         self._on_close: Callable[[], None] | None = on_close
         self._lock = threading.Lock()
 
@@ -78,9 +108,45 @@ class _StdinWriter(io.RawIOBase):
             raise ValueError("write to closed stdin")
         view = memoryview(data)
         total = 0
-        while total < len(view):
-            total += os.write(self._fd, view[total:])
+        try:
+            while total < len(view):
+                try:
+                    total += os.write(self._fd, view[total:])
+                except BlockingIOError:
+                    self._wait_writable()
+        except BrokenPipeError:
+            raise FailedPrecondition(_STDIN_GONE) from None
         return total
+
+    def _wait_writable(self) -> None:
+        # The shim keeps reading the FIFO after the process exited, but stops once the
+        # process's own pipe is full, so a full FIFO alone does not tell us the process
+        # is gone: ask containerd each time the pipe stays full for a while.
+        poller = select.poll()
+        poller.register(self._fd, select.POLLOUT)
+        while not poller.poll(_STDIN_POLL_MS):
+            if self._is_running is not None and not self._is_running():
+                raise FailedPrecondition(_STDIN_GONE)
+
+    def drop_read_end(self) -> None:
+        """Hold only a write end from now on, so writes fail once the shim stops reading.
+
+        The FIFO was opened read-write so that opening never blocked; while this client
+        held a read end too, writes to a process that had exited filled the pipe and then
+        blocked forever instead of failing.
+        """
+        if self._path is None or self.closed:
+            return
+        try:
+            fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return  # no reader at all: writes keep landing in the pipe, as before
+        try:
+            with self._lock:
+                if not self.closed:
+                    os.dup2(fd, self._fd, inheritable=False)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         with self._lock:
@@ -164,15 +230,20 @@ class ProcessStdio:
         self.streams = streams
         self.size = size
         self._keepalive = keepalive or []
+        self._started = False
         self._lock = threading.Lock()
 
     def started(self) -> None:
         """The shim holds its ends now: drop the temporary writers so EOF can arrive."""
         with self._lock:
             fds, self._keepalive = self._keepalive, []
+            first = not self._started
+            self._started = True
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if first and self.streams is not None and isinstance(self.streams.stdin, _StdinWriter):
+            self.streams.stdin.drop_read_end()
 
     def close(self, *, remove: bool = True) -> None:
         """Close the client's ends; with ``remove`` also delete the FIFO directory."""
@@ -184,10 +255,16 @@ class ProcessStdio:
 
 
 def remove_fifo_dir(directory: Path) -> None:
-    """Delete a process's FIFO directory and the container directory once it is empty."""
+    """Delete a process's FIFO directory, then its container and namespace directories
+    once they are empty (``rmdir`` refuses a directory another process still uses)."""
     shutil.rmtree(directory, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        directory.parent.rmdir()
+    parent = directory.parent
+    while parent != FIFO_ROOT and FIFO_ROOT in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+        parent = parent.parent
 
 
 def _open_reader(path: Path, keepalive: list[int]) -> IO[bytes]:
@@ -201,9 +278,11 @@ def _open_reader(path: Path, keepalive: list[int]) -> IO[bytes]:
         raise
 
 
-def _open_writer(path: Path, on_close: Callable[[], None]) -> IO[bytes]:
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    return cast(IO[bytes], _StdinWriter(fd, on_close))
+def _open_writer(
+    path: Path, on_close: Callable[[], None], is_running: Callable[[], bool] | None
+) -> IO[bytes]:
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    return cast(IO[bytes], _StdinWriter(fd, on_close, path, is_running))
 
 
 def _make_fifo(path: Path) -> None:
@@ -228,6 +307,7 @@ def open_fifos(
     stderr: bool,
     on_stdin_close: Callable[[], None],
     create: bool,
+    is_running: Callable[[], bool] | None = None,
 ) -> tuple[PipedStreams, list[int]]:
     """Open the client's ends of the FIFOs in ``directory`` (creating them when ``create``)."""
     keepalive: list[int] = []
@@ -243,7 +323,7 @@ def open_fifos(
             elif not path.exists():
                 continue
             if name == "stdin":
-                stream = _open_writer(path, on_stdin_close)
+                stream = _open_writer(path, on_stdin_close, is_running)
             else:
                 stream = _open_reader(path, keepalive)
             opened.append(stream)
@@ -265,6 +345,7 @@ def prepare_stdio(
     container_id: str,
     exec_id: str,
     on_stdin_close: Callable[[], None],
+    is_running: Callable[[], bool] | None = None,
 ) -> ProcessStdio:
     """Set up stdio for a new process; on failure nothing is left behind."""
     if stdio is None or isinstance(stdio, NullIO):
@@ -297,6 +378,7 @@ def prepare_stdio(
             stderr=want_err,
             on_stdin_close=on_stdin_close,
             create=True,
+            is_running=is_running,
         )
     except BaseException:
         remove_fifo_dir(directory)
@@ -322,6 +404,7 @@ def attach_stdio(
     stderr: str,
     terminal: bool,
     on_stdin_close: Callable[[], None],
+    is_running: Callable[[], bool] | None = None,
 ) -> ProcessStdio:
     """Re-open the FIFOs an existing process was created with (``attach_task``)."""
     if stdio is None or isinstance(stdio, (NullIO, FileIO)):
@@ -344,6 +427,7 @@ def attach_stdio(
         stderr=want_err,
         on_stdin_close=on_stdin_close,
         create=False,
+        is_running=is_running,
     )
     result = ProcessStdio(
         stdin=stdin,

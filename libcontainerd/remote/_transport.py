@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -31,6 +32,8 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "NAMESPACE_HEADER",
     "NO_TIMEOUT",
+    "RECONNECT_WINDOW",
+    "Backoff",
     "ResponseStream",
     "Transport",
     "translate_rpc_error",
@@ -47,6 +50,13 @@ DEFAULT_UNARY_TIMEOUT = 30.0
 
 KNOWN_OPTIONS = frozenset({"tls_ca", "tls_cert", "tls_key"})
 """Backend options the remote client understands."""
+
+RECONNECT_WINDOW = 20.0
+"""How long idempotent calls and event subscriptions keep retrying while containerd is
+unreachable (for instance while it restarts) before ``Unavailable`` reaches the caller."""
+
+_FIRST_RETRY_DELAY = 0.05
+_MAX_RETRY_DELAY = 1.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -104,6 +114,30 @@ def _check_options(options: Mapping[str, Any]) -> None:
         raise InvalidArgument("tls_cert and tls_key must be given together (client certificate)")
 
 
+def is_unavailable(error: grpc.RpcError) -> bool:
+    """Whether ``error`` means containerd could not be reached (worth retrying)."""
+    code = getattr(error, "code", None)
+    return callable(code) and code() == grpc.StatusCode.UNAVAILABLE
+
+
+class Backoff:
+    """Bounded retry pacing: doubling delays until :data:`RECONNECT_WINDOW` is spent."""
+
+    def __init__(self, window: float = RECONNECT_WINDOW, *, until: float | None = None) -> None:
+        now = time.monotonic()
+        self._give_up = now + window if until is None else min(until, now + window)
+        self._delay = _FIRST_RETRY_DELAY
+
+    def next_delay(self) -> float | None:
+        """Seconds to sleep before the next attempt, or ``None`` once the window is spent."""
+        left = self._give_up - time.monotonic()
+        if left <= 0:
+            return None
+        delay = min(self._delay, left)
+        self._delay = min(self._delay * 2, _MAX_RETRY_DELAY)
+        return delay
+
+
 class ResponseStream(Generic[Resp]):
     """A server stream whose errors are translated; ``cancel()`` ends it from any thread."""
 
@@ -150,6 +184,11 @@ class Transport:
         channel_options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # gRPC's default reconnect backoff grows to two minutes; a restarted local
+            # daemon is back within seconds, so keep reconnect attempts frequent.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         if parsed.kind is AddressKind.NPIPE:
             if sys.platform != "win32":
@@ -191,17 +230,33 @@ class Transport:
         *,
         timeout: float | _NoTimeout | None = None,
         namespace: str | None = None,
+        idempotent: bool = False,
     ) -> Resp:
-        """Run a unary call; ``timeout=None`` means the client's default deadline."""
-        deadline: float | None
+        """Run a unary call; ``timeout=None`` means the client's default deadline.
+
+        An ``idempotent`` call (a read, or ``Wait``) that finds containerd unreachable is
+        retried within the same deadline for up to :data:`RECONNECT_WINDOW` seconds, so
+        it survives a daemon restart.
+        """
+        end: float | None
         if isinstance(timeout, _NoTimeout):
-            deadline = None
+            end = None
         else:
-            deadline = self.timeout if timeout is None else timeout
-        try:
-            return method(request, timeout=deadline, metadata=self._metadata(namespace))
-        except grpc.RpcError as error:
-            raise translate_rpc_error(error, address=self.address) from None
+            end = time.monotonic() + (self.timeout if timeout is None else timeout)
+        metadata = self._metadata(namespace)
+        backoff: Backoff | None = None
+        while True:
+            remaining = None if end is None else max(end - time.monotonic(), 0.001)
+            try:
+                return method(request, timeout=remaining, metadata=metadata)
+            except grpc.RpcError as error:
+                if not (idempotent and is_unavailable(error)):
+                    raise translate_rpc_error(error, address=self.address) from None
+                backoff = backoff or Backoff(until=end)
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise translate_rpc_error(error, address=self.address) from None
+            time.sleep(delay)
 
     def stream(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import threading
 import time
@@ -476,3 +477,165 @@ def test_checkpoint_fails_with_typed_error_and_keeps_running(
         assert str(error)
     assert task.status() is Status.RUNNING
     task.force_delete()
+
+
+# ------------------------------------------------ gaps from containerd's client integration list
+
+
+def test_exec_large_args(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    # 100 arguments of 1000 bytes: well past 64 KiB in total, each below the kernel's
+    # per-string limit.
+    payload = ["a" * 1000] * 100
+    script = 'echo $#; echo "$*" | wc -c'
+    process = task.exec(
+        unique_id("e"),
+        _exec_spec(env, "sh", "-c", script, "sh", *payload),
+        stdio=PipedIO(stdin=False),
+    )
+    process.start()
+    out = process.io.stdout.read()
+    assert process.wait(timeout=30).code == 0
+    assert out.split() == [b"100", str(100 * 1000 + 99 + 1).encode()]
+    process.delete()
+    task.force_delete()
+
+
+def test_exec_large_output_under_tty(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    process = task.exec(
+        unique_id("e"),
+        _exec_spec(env, "seq", "1", "50000", terminal=True),
+        stdio=TerminalIO(stdin=False),
+    )
+    process.start()
+    chunks: list[bytes] = []
+    while True:
+        chunk = process.io.stdout.read(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=60).code == 0
+    lines = b"".join(chunks).split(b"\r\n")
+    assert lines[-1] == b""
+    assert lines[:-1] == [str(i).encode() for i in range(1, 50001)]
+    process.delete()
+    task.force_delete()
+
+
+def test_exec_load_process_from_new_client(env: Env, client: Any, tmp_path: Path) -> None:
+    # The contract has no attach for exec'd processes: a new client finds the process with
+    # load_process and waits for it; its output went to files, which outlive any client.
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    exec_id = unique_id("e")
+    out, err = tmp_path / "exec.out", tmp_path / "exec.err"
+    process = task.exec(
+        exec_id,
+        _exec_spec(env, "sh", "-c", "sleep 1; echo late-out; echo late-err >&2; exit 6"),
+        stdio=FileIO(out, err),
+    )
+    process.start()
+    pid = process.pid
+    client.close()
+
+    second = env.new_client()
+    loaded = second.load_container(container.id).task().load_process(exec_id)
+    assert loaded.id == exec_id and loaded.container_id == container.id
+    assert loaded.pid == pid
+    assert loaded.wait(timeout=30).code == 6
+    assert out.read_bytes() == b"late-out\n"
+    assert err.read_bytes() == b"late-err\n"
+    assert loaded.delete().code == 6
+    with pytest.raises(NotFound):
+        second.load_container(container.id).task().load_process(exec_id)
+    second.load_container(container.id).task().force_delete()
+
+
+def test_wait_on_stopped_exec(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    process = task.exec(unique_id("e"), _exec_spec(env, "sh", "-c", "exit 4"))
+    process.start()
+    assert process.wait(timeout=30).code == 4
+    assert process.status() is Status.STOPPED
+    again = process.wait(timeout=30)
+    assert again.code == 4
+    assert task.load_process(process.id).wait(timeout=30).code == 4
+    assert process.delete().code == 4
+    assert task.status() is Status.RUNNING
+    task.force_delete()
+
+
+def test_start_missing_binary_events(env: Env) -> None:
+    # runc checks the binary when the task is created, so the failure comes from
+    # new_task (or start): no task ever exists, and the container's events are exactly
+    # its own create and delete, with no task create/start/exit in between.
+    seen: list[Any] = []
+    client = env.new_client(on_event=seen.append)
+    container = env.container(client, with_process_args("/does/not/exist"))
+    with pytest.raises(Error):
+        task = container.new_task()
+        task.start()
+    with contextlib.suppress(NotFound):
+        container.task().force_delete()
+    with pytest.raises(NotFound):
+        container.task()
+    container.delete()
+    deadline = time.monotonic() + 5
+    mine: list[EventType] = []
+    while time.monotonic() < deadline:
+        mine = [e.type for e in seen if e.container_id == container.id]
+        if EventType.CONTAINER_DELETE in mine:
+            break
+        time.sleep(0.05)
+    assert mine == [EventType.CONTAINER_CREATE, EventType.CONTAINER_DELETE]
+
+
+def test_pty_is_a_terminal(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args("tty"), with_tty())
+    task = container.new_task(stdio=TerminalIO(stdin=False))
+    task.start()
+    out = task.io.stdout.read()
+    assert task.wait(timeout=30).code == 0
+    assert re.fullmatch(rb"/dev/pts/\d+\r\n", out), out
+    task.delete()
+
+
+def test_exec_pty_is_a_terminal(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    process = task.exec(
+        unique_id("e"), _exec_spec(env, "tty", terminal=True), stdio=TerminalIO(stdin=False)
+    )
+    process.start()
+    out = process.io.stdout.read()
+    assert process.wait(timeout=30).code == 0
+    assert re.fullmatch(rb"/dev/pts/\d+\r\n", out), out
+    process.delete()
+    task.force_delete()
+
+
+def test_no_tty_without_terminal(env: Env, client: Any) -> None:
+    out, _, _ = _run(env, client, "sh", "-c", "tty; true")
+    assert out == b"not a tty\n"
+
+
+def test_user_name_and_group(env: Env, client: Any) -> None:
+    out, _, code = _run(
+        env,
+        client,
+        "sh",
+        "-c",
+        "id -un; id -gn; id -u; id -g",
+        spec_opts=[with_user("app:nobody", rootfs=env.rootfs)],
+    )
+    assert code == 0
+    assert out == b"app\nnobody\n1000\n65534\n"
