@@ -386,14 +386,23 @@ def prepare_stdio(
     size = (stdio.width, stdio.height) if isinstance(stdio, TerminalIO) else None
     return ProcessStdio(
         stdin=str(directory / "stdin") if want_in else "",
-        stdout=str(directory / "stdout") if want_out else "",
-        stderr=str(directory / "stderr") if want_err else "",
+        stdout=str(directory / "stdout") if want_out else _unwanted(terminal, want_err),
+        stderr=str(directory / "stderr") if want_err else _unwanted(terminal, want_out),
         terminal=terminal,
         directory=directory,
         streams=streams,
         keepalive=keepalive,
         size=size,
     )
+
+
+def _unwanted(terminal: bool, other_wanted: bool) -> str:
+    """The path for an output stream the caller did not ask for.
+
+    The shim opens stdout and stderr together, as FIFOs or plain files, and fails on
+    an empty path when the other one is set, so an unwanted stream goes to /dev/null.
+    """
+    return os.devnull if other_wanted and not terminal else ""
 
 
 def attach_stdio(
@@ -418,8 +427,8 @@ def attach_stdio(
         )
     directory = fifos[0].parent
     want_in = bool(stdin) and getattr(stdio, "stdin", True)
-    want_out = bool(stdout) and getattr(stdio, "stdout", True)
-    want_err = bool(stderr) and getattr(stdio, "stderr", True)
+    want_out = stdout not in ("", os.devnull) and getattr(stdio, "stdout", True)
+    want_err = stderr not in ("", os.devnull) and getattr(stdio, "stderr", True)
     streams, keepalive = open_fifos(
         directory,
         stdin=want_in,

@@ -197,6 +197,20 @@ def test_no_stdin(env: Env, client: Any) -> None:
     task.delete()
 
 
+@pytest.mark.parametrize("keep", ["stdout", "stderr"])
+def test_only_one_output_stream(env: Env, client: Any, keep: str) -> None:
+    """Asking for one output stream sends the other nowhere, and the task still runs."""
+    container = env.container(client, with_process_args("sh", "-c", "echo out; echo err >&2"))
+    task = container.new_task(
+        stdio=PipedIO(stdin=False, stdout=keep == "stdout", stderr=keep == "stderr")
+    )
+    task.start()
+    stream = task.io.stdout if keep == "stdout" else task.io.stderr
+    assert stream.read() == (b"out\n" if keep == "stdout" else b"err\n")
+    assert task.wait(timeout=30).code == 0
+    task.delete()
+
+
 def test_delete_running_task_fails(env: Env, client: Any) -> None:
     container = env.container(client, with_process_args(*SLEEP))
     task = container.new_task()
