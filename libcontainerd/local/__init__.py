@@ -1,0 +1,53 @@
+"""The daemonless backend: drives an OCI runtime CLI (runc, crun, or a compatible binary).
+
+``create_client``/``create_async_client`` are called by :func:`libcontainerd.new_client`.
+
+How it works:
+
+* Records live under ``root`` (``containers/<namespace>/<id>/record.json``, written
+  temp + fsync + rename under an ``flock`` per namespace); running state under ``state``
+  (``tasks/<namespace>/<id>/``, ``runtime/<runtime>/<namespace>/`` as the runtime's
+  ``--root``, ``events/<namespace>.jsonl``). Defaults: ``/var/lib/libcontainerd`` and
+  ``/run/libcontainerd`` for root, the XDG data/runtime directories otherwise.
+* Each task gets a monitor process (stdlib only, forked by a small per-client "zygote"
+  so no interpreter starts on the hot path). It is a child subreaper in its own session:
+  it runs ``runtime create``, owns the stdio (FIFOs, files, the pty master), reaps the
+  init and every exec'd process and writes each exit durably (``exit.json``), so
+  containers and their exit codes outlive the caller, even a SIGKILLed one.
+* Events (task create/start/exit/oom/exec-added/exec-started/paused/resumed/delete/
+  checkpointed, container create/update/delete) are lines appended to the namespace's
+  events file, in order per container; ``events()`` and ``on_event=`` tail it.
+* ``client.images`` is the coalesced image store (``_images``); ``new_container(image=)``
+  prepares the container's root filesystem from it.
+
+Known limits: no extra backend options are accepted (any is an ``InvalidArgument``);
+``runtime_options`` are stored but not interpreted; the events file is never rotated;
+restoring from a checkpoint is wired (``new_task(checkpoint_dir=)``) but untested here
+because CRIU does not work on this machine.
+"""
+
+from __future__ import annotations
+
+from libcontainerd.config import ClientConfig
+from libcontainerd.local._async import AsyncLocalClient
+from libcontainerd.local._client import LocalClient, LocalContainer, LocalProcess, LocalTask
+
+__all__ = [
+    "AsyncLocalClient",
+    "LocalClient",
+    "LocalContainer",
+    "LocalProcess",
+    "LocalTask",
+    "create_async_client",
+    "create_client",
+]
+
+
+def create_client(config: ClientConfig) -> LocalClient:
+    """A blocking local client for ``config``."""
+    return LocalClient(config)
+
+
+def create_async_client(config: ClientConfig) -> AsyncLocalClient:
+    """An asyncio local client for ``config``."""
+    return AsyncLocalClient(LocalClient(config))

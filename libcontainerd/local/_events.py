@@ -1,0 +1,155 @@
+"""Events of the local backend: one JSON-lines file per namespace, tailed by subscribers.
+
+Monitors append task events (create, start, exec-started, exit) and clients the rest
+(exec-added, paused, resumed, delete, container events), each line under an exclusive
+lock, so a container's events appear in the order they happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from libcontainerd.local._monitor import append_event, now_iso
+from libcontainerd.local._store import matches_filters
+from libcontainerd.types.events import Event
+
+__all__ = ["EventLog", "LocalEventStream", "to_event"]
+
+_POLL = 0.01
+
+
+def to_event(record: dict[str, Any]) -> Event:
+    """The typed :class:`Event` for one line of the events file."""
+
+    def when(key: str) -> _dt.datetime | None:
+        value = record.get(key)
+        return _dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    pid = record.get("pid")
+    code = record.get("exit_code")
+    return Event(
+        type=str(record.get("topic", "")),
+        topic=str(record.get("topic", "")),
+        namespace=str(record.get("namespace", "")),
+        timestamp=when("timestamp") or _dt.datetime.now(_dt.timezone.utc),
+        container_id=str(record.get("container_id", "")),
+        process_id=str(record.get("process_id", "")),
+        pid=pid if isinstance(pid, int) and pid >= 0 else None,
+        exit_code=code if isinstance(code, int) and code >= 0 else None,
+        exited_at=when("exited_at"),
+        image=str(record.get("image", "")),
+        raw=record,
+    )
+
+
+def _lookup(event: Event) -> Callable[[str], str | None]:
+    def lookup(key: str) -> str | None:
+        if key == "topic":
+            return event.topic
+        if key == "namespace":
+            return event.namespace
+        if key in ("id", "container_id", "event.container_id"):
+            return event.container_id
+        if key in ("process_id", "event.process_id", "exec_id"):
+            return event.process_id
+        return None
+
+    return lookup
+
+
+class EventLog:
+    """Writes events of one namespace."""
+
+    def __init__(self, path: str, namespace: str) -> None:
+        self.path = path
+        self.namespace = namespace
+
+    def publish(self, topic: str, **fields: Any) -> None:
+        """Append an event with ``topic`` and ``fields``."""
+        record: dict[str, Any] = {
+            "topic": topic,
+            "namespace": self.namespace,
+            "timestamp": now_iso(),
+        }
+        record.update(fields)
+        append_event(self.path, record)
+
+
+class LocalEventStream:
+    """A blocking iterator over events appended after it was created."""
+
+    def __init__(self, path: str, filters: Sequence[str] = ()) -> None:
+        matches_filters(filters, lambda _key: None)  # validate early
+        self._filters = list(filters)
+        self._closed = threading.Event()
+        # Open (creating if needed) and start at the end: only new events are seen.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._file = os.fdopen(fd, "rb")
+        self._file.seek(0, os.SEEK_END)
+        self._partial = b""
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def poll(self, timeout: float | None) -> Event | None:
+        """The next event, or ``None`` when none came within ``timeout`` or on close."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed.is_set():
+            line = self._file.readline()
+            if line:
+                self._partial += line
+                if not self._partial.endswith(b"\n"):
+                    continue
+                data, self._partial = self._partial, b""
+                try:
+                    record = json.loads(data)
+                except ValueError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                event = to_event(record)
+                if matches_filters(self._filters, _lookup(event)):
+                    return event
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            self._closed.wait(_POLL)
+        return None
+
+    def __next__(self) -> Event:
+        event = self.poll(None)
+        if event is None:
+            raise StopIteration
+        return event
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Stop the subscription; a blocked ``next()`` ends with StopIteration."""
+        self._closed.set()
+
+    def __enter__(self) -> LocalEventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._file.close()

@@ -1,0 +1,673 @@
+"""The per-container monitor of the local backend (standard library only).
+
+The client starts this file as a script (``python -I -S _monitor.py <json> <ready-fd>``)
+so its start-up imports nothing beyond the standard library. The monitor detaches from the
+client (own session, double fork), becomes a child subreaper, creates the container with
+the OCI runtime, then owns it: the container's stdio, the reaping of its init and of every
+exec'd process, and the durable record of each exit (``exit.json``, written then renamed).
+
+Clients talk to it over an abstract unix socket (one JSON request per connection):
+``start``, ``exec-prepare``, ``exec-start``, ``wait``, ``console`` (the pty master, sent
+with SCM_RIGHTS) and ``close-stdin``. Task events (create, start, exec-started, exit) are
+appended by the monitor to the namespace's events file so they are ordered per container.
+The monitor exits once the init and every other child have been reaped.
+
+The helpers :func:`append_event`, :func:`write_json_atomic`, :func:`read_exit`,
+:func:`control_address` and :func:`request` are shared with the client so that the file
+formats have a single definition.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import datetime as _dt
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import termios
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds of start-up on the hot path
+    from typing import Any
+
+_PR_SET_CHILD_SUBREAPER = 36
+_EXIT_FILE = "exit.json"
+
+
+# ----------------------------------------------------------------- shared helpers
+
+
+def now_iso() -> str:
+    """The current UTC time in ISO 8601 form."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def write_json_atomic(path: str, value: Any, *, durable: bool = True) -> None:
+    """Write ``value`` as JSON to ``path`` crash-safely: temp file, fsync, rename, dir fsync.
+
+    ``durable=False`` skips the fsyncs (still atomic) for files that are rebuilt anyway.
+    """
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(8).hex()}.tmp")
+    data = json.dumps(value, sort_keys=True).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    if not durable:
+        return
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_exit(directory: str) -> dict[str, Any] | None:
+    """The exit record in ``directory`` (``{"code", "exited_at", "pid"}``), or ``None``."""
+    try:
+        with open(os.path.join(directory, _EXIT_FILE), encoding="utf-8") as f:
+            value = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def append_event(path: str, record: dict[str, Any]) -> None:
+    """Append one event as a JSON line to the events file ``path`` (under an exclusive lock)."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def control_address(task_dir: str) -> bytes:
+    """The abstract socket address of the monitor of the task in ``task_dir``.
+
+    Abstract addresses have no 108-byte path limit and vanish with the monitor.
+    """
+    return b"\0libcontainerd-monitor-" + _fnv128(os.path.abspath(task_dir).encode())
+
+
+def _fnv128(data: bytes) -> bytes:
+    """A 128-bit FNV-1a digest in hex (hashlib costs milliseconds of start-up here)."""
+    value = 0x6C62272E07BB014262B821756295C58D
+    for byte in data:
+        value = ((value ^ byte) * 0x0000000001000000000000000000013B) & ((1 << 128) - 1)
+    return b"%032x" % value
+
+
+def request(
+    task_dir: str, message: dict[str, Any], *, timeout: float | None, fds: int = 0
+) -> tuple[dict[str, Any], list[int]]:
+    """Send ``message`` to the monitor and return its reply and any file descriptors.
+
+    Raises :class:`ConnectionError` when no monitor listens (it exited) and
+    :class:`TimeoutError` after ``timeout`` seconds.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(control_address(task_dir))
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        buf = b""
+        received: list[int] = []
+        while not buf.endswith(b"\n"):
+            data, ancdata, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(4 * max(fds, 1)))
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    got = array.array("i")
+                    got.frombytes(payload[: len(payload) - len(payload) % 4])
+                    received.extend(got)
+            if not data:
+                raise ConnectionError("the monitor closed the connection without a reply")
+            buf += data
+        reply = json.loads(buf)
+        return (reply if isinstance(reply, dict) else {}), received
+    except TimeoutError as exc:
+        raise TimeoutError(str(exc)) from exc
+    finally:
+        sock.close()
+
+
+# ------------------------------------------------------------------- the monitor
+
+
+class _Proc:
+    """What the monitor knows of one process (init is ``""``)."""
+
+    def __init__(self, proc_id: str, directory: str, stdio: dict[str, Any]) -> None:
+        self.id = proc_id
+        self.dir = directory
+        self.stdio = stdio
+        self.pid = 0
+        self.keepers: dict[str, int] = {}
+        self.master = -1
+        self.exit: dict[str, Any] | None = None
+
+
+class Monitor:
+    """Creates one container and supervises its processes until they are all gone."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = args
+        self.runtime: list[str] = list(args["runtime"])
+        self.container_id: str = args["id"]
+        self.task_dir: str = args["task_dir"]
+        self.events: str = args["events"]
+        self.namespace: str = args["namespace"]
+        self.timeout: float = float(args["timeout"])
+        self.cv = threading.Condition()
+        self.statuses: dict[int, int] = {}
+        self.procs: dict[str, _Proc] = {"": _Proc("", self.task_dir, args["stdio"])}
+        self.events_lock = threading.Lock()
+        self.init_done = threading.Event()
+        self.handlers: list[threading.Thread] = []
+        self.oom_file = ""
+        self.oom_seen = 0
+        self.oom_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ utilities
+
+    def event(self, topic: str, **fields: Any) -> None:
+        record = {
+            "topic": topic,
+            "namespace": self.namespace,
+            "timestamp": now_iso(),
+            "container_id": self.container_id,
+        }
+        record.update(fields)
+        append_event(self.events, record)
+
+    def spawn(self, argv: list[str], fds: dict[int, int]) -> int:
+        """Fork/exec ``argv`` with ``fds`` mapped (target -> source) as its stdio."""
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                for target, source in fds.items():
+                    os.dup2(source, target, inheritable=True)
+                os.execvp(argv[0], argv)
+            finally:
+                os._exit(127)
+        return pid
+
+    def wait_pid(self, pid: int, timeout: float) -> int | None:
+        """The wait status of child ``pid`` once the reaper collected it (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while pid not in self.statuses:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cv.wait(left)
+            return self.statuses.pop(pid)
+
+    def run(self, argv: list[str], stdio: tuple[int, int, int], timeout: float) -> dict[str, Any]:
+        """Run a runtime command to completion; return ``{"ok"}`` or an error description."""
+        log = os.path.join(self.task_dir, f"runtime-{os.urandom(4).hex()}.log")
+        full = [self.runtime[0], "--log", log, "--log-format", "json", *self.runtime[1:], *argv]
+        pid = self.spawn(full, {0: stdio[0], 1: stdio[1], 2: stdio[2]})
+        status = self.wait_pid(pid, timeout)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            self.wait_pid(pid, 5.0)
+            result: dict[str, Any] = {"error": "timeout", "command": full, "exit_code": None}
+        else:
+            code = os.waitstatus_to_exitcode(status)
+            result = {"ok": True} if code == 0 else {"error": "failed", "exit_code": code}
+            result["command"] = full
+        if "error" in result:
+            result["stderr"] = _log_errors(log)
+        with contextlib.suppress(OSError):
+            os.unlink(log)
+        return result
+
+    # ---------------------------------------------------------------------- stdio
+
+    def open_stdio(self, proc: _Proc) -> tuple[int, int, int]:
+        """The stdin/stdout/stderr descriptors for ``proc`` (caller closes them)."""
+        stdio = proc.stdio
+        kind = stdio.get("kind", "null")
+        null_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        null_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        if kind == "file":
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            out = os.open(stdio["stdout"], flags, 0o644)
+            err = os.open(stdio.get("stderr") or stdio["stdout"], flags, 0o644)
+            os.close(null_w)
+            return null_r, out, err
+        if kind == "piped":
+            fds = []
+            for name in ("stdin", "stdout", "stderr"):
+                if not stdio.get(name):
+                    fds.append(null_r if name == "stdin" else os.dup(null_w))
+                    continue
+                path = os.path.join(proc.dir, name)
+                # The keeper (read-write) keeps the FIFO alive whoever reads it, so the
+                # process never gets SIGPIPE when its client dies; it is closed on exit.
+                if name not in proc.keepers:
+                    proc.keepers[name] = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                if name == "stdin":
+                    fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                    os.close(null_r)
+                else:
+                    fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            os.close(null_w)
+            return fds[0], fds[1], fds[2]
+        return null_r, null_w, os.dup(null_w)
+
+    def receive_console(self, listener: socket.socket, proc: _Proc) -> None:
+        listener.settimeout(self.timeout)
+        conn, _ = listener.accept()
+        with conn:
+            _msg, ancdata, _f, _a = conn.recvmsg(4096, socket.CMSG_SPACE(4))
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                proc.master = struct.unpack("i", payload[:4])[0]
+                os.set_inheritable(proc.master, False)
+        if proc.master >= 0:
+            size = struct.pack(
+                "HHHH", int(proc.stdio.get("height", 24)), int(proc.stdio.get("width", 80)), 0, 0
+            )
+            fcntl.ioctl(proc.master, termios.TIOCSWINSZ, size)
+
+    def launch(self, proc: _Proc, argv: list[str]) -> dict[str, Any]:
+        """Run a create/restore/exec command for ``proc`` with its stdio; read its pid."""
+        tty = proc.stdio.get("kind") == "tty"
+        listener = None
+        console = ""
+        if tty:
+            console = os.path.join("/tmp", f"lcd-console-{os.urandom(16).hex()}.sock")
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            listener.bind(console)
+            listener.listen(1)
+            argv = [argv[0], "--console-socket", console, *argv[1:]]
+            fds = self.open_stdio(_Proc(proc.id, proc.dir, {"kind": "null"}))
+        else:
+            fds = self.open_stdio(proc)
+        receiver = None
+        try:
+            if listener is not None:
+                receiver = threading.Thread(target=self.receive_console, args=(listener, proc))
+                receiver.start()
+            result = self.run(argv, fds, self.timeout)
+            if receiver is not None:
+                if "error" in result:
+                    # Unblock accept() so the thread ends.
+                    try:
+                        with socket.socket(socket.AF_UNIX) as poke:
+                            poke.connect(console)
+                    except OSError:
+                        pass
+                receiver.join(self.timeout)
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if listener is not None:
+                listener.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(console)
+        if "error" in result:
+            return result
+        with open(os.path.join(proc.dir, "pid"), encoding="ascii") as f:
+            proc.pid = int(f.read().strip())
+        return {"ok": True, "pid": proc.pid}
+
+    # ---------------------------------------------------------------------- exits
+
+    def reap(self) -> None:
+        """Reap every child until the init and everything else is gone."""
+        while True:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                if self.init_done.is_set():
+                    return
+                time.sleep(0.005)
+                continue
+            except InterruptedError:
+                continue
+            with self.cv:
+                watched = [p for p in self.procs.values() if p.pid == pid and p.exit is None]
+                if watched:
+                    handler = threading.Thread(target=self.on_exit, args=(watched[0], status))
+                    self.handlers.append(handler)
+                    handler.start()
+                else:
+                    self.statuses[pid] = status
+                    self.cv.notify_all()
+
+    def claim(self, proc: _Proc) -> None:
+        """After learning ``proc.pid``: handle an exit the reaper saw before we knew it."""
+        with self.cv:
+            status = self.statuses.pop(proc.pid, None)
+        if status is not None:
+            self.on_exit(proc, status)
+
+    def on_exit(self, proc: _Proc, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        record = {"code": code, "exited_at": now_iso(), "pid": proc.pid}
+        if proc.id == "":
+            self.check_oom()  # an OOM kill is reported before the exit it caused
+        with self.events_lock:
+            write_json_atomic(os.path.join(proc.dir, _EXIT_FILE), record)
+            for fd in proc.keepers.values():
+                os.close(fd)
+            proc.keepers.clear()
+            with self.cv:
+                proc.exit = record
+                self.cv.notify_all()
+            self.event(
+                "/tasks/exit",
+                process_id=proc.id,
+                pid=proc.pid,
+                exit_code=code,
+                exited_at=record["exited_at"],
+            )
+        if proc.id == "":
+            self.init_done.set()
+
+    # ------------------------------------------------------------------------ oom
+
+    def check_oom(self) -> None:
+        """Publish ``/tasks/oom`` when the cgroup's OOM-kill counter went up."""
+        if not self.oom_file:
+            return
+        with self.oom_lock:
+            count = _oom_kills(self.oom_file)
+            if count > self.oom_seen:
+                self.oom_seen = count
+                self.event("/tasks/oom")
+
+    def watch_oom(self, pid: int) -> None:
+        """Wait for OOM notifications of the init's memory cgroup (v1 eventfd, v2 poll).
+
+        Best effort: any failure (no memory controller, old kernel) disables OOM events.
+        """
+        try:
+            with open(f"/proc/{pid}/cgroup", encoding="ascii") as f:
+                lines = f.read().splitlines()
+            v1 = v2 = None
+            for line in lines:
+                _num, controllers, path = line.split(":", 2)
+                if "memory" in controllers.split(","):
+                    v1 = path
+                elif controllers == "":
+                    v2 = path
+            if v1 is not None:
+                base = "/sys/fs/cgroup/memory" + v1
+                self.oom_file = base + "/memory.oom_control"
+                self.oom_seen = _oom_kills(self.oom_file)
+                efd = os.eventfd(0, os.EFD_CLOEXEC)
+                ofd = os.open(self.oom_file, os.O_RDONLY | os.O_CLOEXEC)
+                with open(base + "/cgroup.event_control", "w", encoding="ascii") as f:
+                    f.write(f"{efd} {ofd}")
+                while not self.init_done.is_set():
+                    os.eventfd_read(efd)  # also fires when the cgroup is removed
+                    self.check_oom()
+            elif v2 is not None:
+                self.oom_file = "/sys/fs/cgroup" + v2 + "/memory.events"
+                self.oom_seen = _oom_kills(self.oom_file)
+                fd = os.open(self.oom_file, os.O_RDONLY | os.O_CLOEXEC)
+                poller = select.poll()
+                poller.register(fd, select.POLLPRI | select.POLLERR)
+                while not self.init_done.is_set():
+                    poller.poll()
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.read(fd, 4096)
+                    self.check_oom()
+        except (OSError, ValueError):
+            return
+
+    # -------------------------------------------------------------------- control
+
+    def serve(self, listener: socket.socket) -> None:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            while not buf.endswith(b"\n"):
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            try:
+                message = json.loads(buf)
+                reply, fds = self.dispatch(message)
+            except Exception as exc:
+                reply, fds = {"error": "monitor", "stderr": repr(exc)}, []
+            payload = json.dumps(reply).encode() + b"\n"
+            try:
+                if fds:
+                    conn.sendmsg(
+                        [payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                    )
+                else:
+                    conn.sendall(payload)
+            except OSError:
+                pass
+
+    def dispatch(self, message: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        op = message.get("op")
+        proc_id = str(message.get("exec_id", ""))
+        if op == "exec-prepare":
+            new = _Proc(proc_id, message["dir"], message["stdio"])
+            with self.cv:
+                self.procs[proc_id] = new
+            if new.stdio.get("kind") == "piped":
+                for name in ("stdin", "stdout", "stderr"):
+                    if new.stdio.get(name):
+                        new.keepers[name] = os.open(
+                            os.path.join(new.dir, name), os.O_RDWR | os.O_CLOEXEC
+                        )
+            return {"ok": True}, []
+        proc = self.procs.get(proc_id)
+        if proc is None:
+            return {"error": "not-found", "stderr": f"no process {proc_id!r}"}, []
+        if op == "start":
+            with self.events_lock:
+                null = _null_stdio()
+                try:
+                    result = self.run(["start", self.container_id], null, self.timeout)
+                finally:
+                    for fd in null:
+                        os.close(fd)
+                if "ok" in result:
+                    self.event("/tasks/start", process_id="", pid=proc.pid)
+            return result, []
+        if op == "exec-start":
+            with self.events_lock:
+                argv = ["exec", "--detach", "--process", message["process_file"]]
+                argv += ["--pid-file", os.path.join(proc.dir, "pid"), self.container_id]
+                result = self.launch(proc, argv)
+                if "ok" in result:
+                    self.event("/tasks/exec-started", process_id=proc.id, pid=proc.pid)
+            if "ok" in result:
+                self.claim(proc)
+            return result, []
+        if op == "wait":
+            with self.cv:
+                deadline = time.monotonic() + float(message.get("timeout") or 1e9)
+                while proc.exit is None and time.monotonic() < deadline:
+                    self.cv.wait(deadline - time.monotonic())
+                return ({"ok": True, "exit": proc.exit} if proc.exit else {"error": "timeout"}), []
+        if op == "console":
+            if proc.master < 0:
+                return {"error": "no-console", "stderr": "the process has no terminal"}, []
+            return {"ok": True}, [proc.master]
+        if op == "close-stdin":
+            if "stdin" in proc.keepers:
+                os.close(proc.keepers.pop("stdin"))
+            return {"ok": True}, []
+        return {"error": "bad-request", "stderr": f"unknown operation {op!r}"}, []
+
+    # ------------------------------------------------------------------------ main
+
+    def main(self, ready_fd: int) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        init = self.procs[""]
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener.bind(control_address(self.task_dir))
+        listener.listen(64)
+        restore = self.args.get("restore")
+        pid_file = os.path.join(self.task_dir, "pid")
+        bundle = self.args["bundle"]
+        if restore:
+            argv = ["restore", "--detach", "--image-path", restore, "--bundle", bundle]
+        else:
+            argv = ["create", "--bundle", bundle]
+        argv += ["--pid-file", pid_file, self.container_id]
+        # The reaper runs from the start so runtime commands are collected by one waiter.
+        reaper = threading.Thread(target=self.reap, daemon=True)
+        reaper.start()
+        with self.events_lock:
+            result = self.launch(init, argv)
+            if "ok" in result:
+                self.event("/tasks/create", process_id="", pid=init.pid)
+                if restore:
+                    self.event("/tasks/start", process_id="", pid=init.pid)
+        os.write(ready_fd, json.dumps(result).encode() + b"\n")
+        os.close(ready_fd)
+        if "error" in result:
+            os._exit(1)
+        threading.Thread(target=self.watch_oom, args=(init.pid,), daemon=True).start()
+        self.claim(init)
+        threading.Thread(target=self.serve, args=(listener,), daemon=True).start()
+        reaper.join()
+        for handler in self.handlers:
+            handler.join()
+        os._exit(0)
+
+
+def _oom_kills(path: str) -> int:
+    """The ``oom_kill`` counter of a v1 ``memory.oom_control`` or v2 ``memory.events``."""
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _null_stdio() -> tuple[int, int, int]:
+    return (
+        os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC),
+        os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC),
+        os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC),
+    )
+
+
+def _log_errors(path: str) -> str:
+    """The error messages of a runtime's JSON log (or its raw text)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    messages = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            messages.append(line)
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "warning"):
+            messages.append(str(entry.get("msg", "")))
+    return "\n".join(m for m in messages if m)
+
+
+def _run_monitor(args: dict[str, Any], ready_fd: int) -> None:
+    """In a fresh child: detach (own session, double fork) and become the monitor."""
+    os.setsid()
+    # Double fork: the parent reaps the intermediate at once, the monitor is adopted by
+    # the nearest subreaper (or init) and outlives whoever started it.
+    if os.fork() > 0:
+        os._exit(0)
+    with open(os.path.join(args["task_dir"], "monitor.pid"), "w", encoding="ascii") as f:
+        f.write(str(os.getpid()))
+    log = os.open(args["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.dup2(log, 2)
+    os.close(log)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    Monitor(args).main(ready_fd)
+
+
+def zygote(sock_fd: int) -> None:
+    """Fork a monitor for every request on the SOCK_SEQPACKET socket ``sock_fd``.
+
+    A request is the JSON arguments plus, as SCM_RIGHTS, the write end of the client's
+    ready pipe. Forking this small single-threaded process costs far less than starting
+    an interpreter per container. The zygote exits when the client closes its end.
+    """
+    os.set_inheritable(sock_fd, False)
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        try:
+            data, ancdata, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(4))
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        fds = array.array("i")
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % 4])
+        if not fds:
+            continue
+        ready_fd = fds[0]
+        for extra in fds[1:]:
+            os.close(extra)
+        # Descriptors from SCM_RIGHTS are inheritable: the runtime and the container
+        # must never hold the ready pipe.
+        os.set_inheritable(ready_fd, False)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                _run_monitor(json.loads(data), ready_fd)
+            finally:
+                os._exit(1)
+        os.close(ready_fd)
+        os.waitpid(pid, 0)
+
+
+def main(argv: list[str]) -> None:
+    """Entry point: ``_monitor.py --zygote <socket fd>``."""
+    if len(argv) == 3 and argv[1] == "--zygote":
+        zygote(int(argv[2]))
+        return
+    sys.stderr.write("usage: _monitor.py --zygote <fd> (started by libcontainerd)\n")
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,210 @@
+"""The OCI runtime CLI driver: runs runc, crun or any runc-compatible binary.
+
+Every command gets ``--root <state>/runtime/<runtime-name>/<namespace>`` so the system's
+default runtime state is never touched; stderr is captured, a timeout is enforced, and
+failures become typed errors (:class:`NotFound` when the container does not exist,
+:class:`FailedPrecondition` when it is in the wrong state, else
+:class:`RuntimeCommandError` carrying the command, exit code and stderr).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from libcontainerd.errors import (
+    DeadlineExceeded,
+    Error,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    RuntimeCommandError,
+)
+
+__all__ = ["RuntimeDriver", "runtime_error", "runtime_key"]
+
+_NOT_FOUND = re.compile(r"container does not exist|container not found|no such container", re.I)
+_PRECONDITION = re.compile(
+    r"not running|not paused|is paused|is stopped|cannot .* (stopped|paused)|"
+    r"container not started|is not in created state|cannot start|already",
+    re.I,
+)
+
+
+def runtime_key(runtime: str) -> str:
+    """A directory-safe name for ``runtime`` (a name such as ``runc``, or a path)."""
+    base = os.path.basename(runtime) or "runtime"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+    if "/" in runtime:
+        safe += "-" + hashlib.sha256(runtime.encode()).hexdigest()[:8]
+    return safe
+
+
+def runtime_error(
+    what: str,
+    command: Sequence[str],
+    exit_code: int | None,
+    stderr: str,
+    *,
+    state_root: Path | None = None,
+) -> Error:
+    """The typed error for a failed runtime command (see the module docstring).
+
+    ``state_root`` lets a runtime that reports a missing container as a missing file in
+    its state directory (crun) be recognised too.
+    """
+    text = stderr.strip()
+    message = f"{what} failed: {text or f'exit code {exit_code}'} (command: {' '.join(command)})"
+    missing_state = (
+        state_root is not None
+        and f"{state_root}/" in text
+        and "no such file or directory" in text.lower()
+    )
+    if _NOT_FOUND.search(text) or missing_state:
+        return NotFound(message)
+    if _PRECONDITION.search(text):
+        return FailedPrecondition(message)
+    return RuntimeCommandError(message, command=command, exit_code=exit_code, stderr=stderr)
+
+
+def _stderr_text(raw: str) -> str:
+    """Reduce runc's ``time=... level=error msg="..."`` lines to their messages."""
+    out = []
+    for line in raw.splitlines():
+        match = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+        out.append(match.group(1).replace('\\"', '"') if match else line)
+    return "\n".join(out)
+
+
+def find_runtime(name: str) -> str | None:
+    """The absolute path of runtime ``name`` (a name searched in PATH and sbin, or a path)."""
+    if "/" in name:
+        path = os.path.abspath(name)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    search = os.pathsep.join(
+        [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin"]
+    )
+    found = shutil.which(name, path=search)
+    return os.path.abspath(found) if found else None
+
+
+class RuntimeDriver:
+    """Runs one OCI runtime binary with a private state root."""
+
+    def __init__(self, runtime: str, state_root: Path, *, timeout: float) -> None:
+        if not isinstance(runtime, str) or not runtime:
+            raise InvalidArgument(f"runtime must be a non-empty name or path, got {runtime!r}")
+        binary = find_runtime(runtime)
+        if binary is None:
+            raise NotFound(
+                f"OCI runtime {runtime!r} is not installed or not executable; install it "
+                "(e.g. apt-get install runc) or pass runtime='/path/to/runtime'"
+            )
+        self.name = runtime
+        self.binary = str(binary)
+        self.state_root = state_root
+        self.timeout = timeout
+
+    @property
+    def base(self) -> list[str]:
+        """The command prefix: binary and ``--root``."""
+        return [self.binary, "--root", str(self.state_root)]
+
+    def run(
+        self,
+        what: str,
+        args: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run ``runtime --root ... args``; return stdout or raise a typed error."""
+        command = [*self.base, *args]
+        self.state_root.mkdir(parents=True, exist_ok=True)
+        limit = timeout or self.timeout
+        try:
+            proc = subprocess.run(
+                command,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=limit,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise DeadlineExceeded(
+                f"{what} did not finish within {limit}s: {' '.join(command)}"
+            ) from exc
+        except OSError as exc:
+            raise RuntimeCommandError(
+                f"could not run {self.binary}: {exc}", command=command
+            ) from exc
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace")
+            raise runtime_error(
+                what, command, proc.returncode, _stderr_text(stderr), state_root=self.state_root
+            )
+        return proc.stdout.decode(errors="replace")
+
+    def version(self) -> tuple[str, str, str]:
+        """(version, revision, full output) of ``runtime --version``."""
+        out = self.run("runtime --version", ["--version"])
+        version = revision = ""
+        for line in out.splitlines():
+            if " version " in line and not version:
+                version = line.split(" version ", 1)[1].strip()
+            elif line.startswith("commit:"):
+                revision = line.split(":", 1)[1].strip()
+        return version, revision, out.strip()
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        """``runtime state``: the container's state object."""
+        value = json.loads(self.run("runtime state", ["state", container_id]))
+        if not isinstance(value, dict):
+            raise RuntimeCommandError(f"{self.name} state printed {value!r}, not an object")
+        return value
+
+    def kill(self, container_id: str, signal: int, *, all: bool = False) -> None:
+        """Send ``signal`` to the init (or every process with ``all``)."""
+        args = ["kill", *(["--all"] if all else []), container_id, str(signal)]
+        self.run("runtime kill", args)
+
+    def pause(self, container_id: str) -> None:
+        """Freeze the container."""
+        self.run("runtime pause", ["pause", container_id])
+
+    def resume(self, container_id: str) -> None:
+        """Thaw the container."""
+        self.run("runtime resume", ["resume", container_id])
+
+    def ps(self, container_id: str) -> list[int]:
+        """The host pids of the container's processes."""
+        value = json.loads(self.run("runtime ps", ["ps", "--format", "json", container_id]))
+        return [int(pid) for pid in (value or [])]
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Apply OCI ``linux.resources`` to the running container."""
+        data = json.dumps(resources).encode()
+        self.run("runtime update", ["update", "--resources", "-", container_id], input=data)
+
+    def checkpoint(
+        self, container_id: str, image_path: Path, work_path: Path, *, leave_running: bool
+    ) -> None:
+        """Checkpoint with CRIU into ``image_path``."""
+        args = ["checkpoint", "--image-path", str(image_path), "--work-path", str(work_path)]
+        if leave_running:
+            args.append("--leave-running")
+        self.run("runtime checkpoint", [*args, container_id], timeout=max(self.timeout, 120.0))
+
+    def delete(self, container_id: str, *, force: bool = False) -> None:
+        """Remove the container from the runtime (``NotFound`` is ignored)."""
+        with contextlib.suppress(NotFound):
+            self.run("runtime delete", ["delete", *(["--force"] if force else []), container_id])
