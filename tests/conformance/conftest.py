@@ -23,7 +23,7 @@ from conformance_support import Backend, Env
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Error
 
-BACKENDS = ["remote"]
+BACKENDS = ["remote", "local-runc", "local-crun"]
 FLAVOURS = ["sync", "async"]
 NAMESPACE_PREFIX = "conformance"
 
@@ -72,7 +72,32 @@ def _backend_settings(name: str, request: pytest.FixtureRequest) -> Backend:
             lambda ns, **kw: ClientConfig(namespace=ns, address=daemon.address, **kw),
             {"root": str(daemon.runc_root)},
         )
+    if name.startswith("local-"):
+        runtime = name.removeprefix("local-")
+        if os.geteuid() != 0 or shutil.which(runtime) is None:
+            pytest.skip(f"the local backend with {runtime} needs root and the {runtime} binary")
+        from libcontainerd import local
+        from libcontainerd.testing.host import ensure_crun_cgroup_layout
+
+        if runtime == "crun":
+            ensure_crun_cgroup_layout()  # crun refuses hybrid cgroup v1 without hugetlb mounted
+        base = request.getfixturevalue("local_dirs")
+        return Backend(
+            name,
+            local.create_client,
+            local.create_async_client,
+            lambda ns, **kw: ClientConfig(
+                namespace=ns, root=base / "root", state=base / "state", runtime=runtime, **kw
+            ),
+            {},
+        )
     raise AssertionError(f"unknown backend {name}")
+
+
+@pytest.fixture(scope="session")
+def local_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root and state directories of the local backend, private to this session."""
+    return tmp_path_factory.mktemp("local")
 
 
 @pytest.fixture(params=BACKENDS)
