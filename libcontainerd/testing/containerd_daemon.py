@@ -42,11 +42,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unavailable
+from libcontainerd.testing._service import ServiceProcess
 
 __all__ = [
     "DEFAULT_DISABLED_PLUGINS",
@@ -64,7 +64,6 @@ _DEFAULT_RUNC_ROOT = Path("/run/containerd/runc")
 _V2_TASKS_DIR = "io.containerd.runtime.v2.task"
 _HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 _SERVING = 1
-_LOG_TAIL_BYTES = 4000
 _MNT_DETACH = 2
 
 DEFAULT_DISABLED_PLUGINS: tuple[str, ...] = (
@@ -238,12 +237,15 @@ def _bundles(state: Path) -> Iterator[tuple[str, Path]]:
                     yield ns_dir.name, bundle
 
 
-class ContainerdDaemon:
+class ContainerdDaemon(ServiceProcess):
     """A running private containerd (see the module docstring for what it keeps private).
 
     Use it as a context manager or call :meth:`stop`. Attributes are read-only; ``pid``
     changes on :meth:`restart`.
     """
+
+    _name = "containerd"
+    _log_name = "containerd.log"
 
     def __init__(
         self,
@@ -255,12 +257,10 @@ class ContainerdDaemon:
         timeout: float,
     ) -> None:
         """Record the layout; :func:`start_containerd` is the way to create a running one."""
-        self._binary = binary
-        self._base_dir = base_dir
+        super().__init__(binary=binary, base_dir=base_dir)
         self._socket_path = socket_path
         self._short_socket_dir = short_socket_dir
         self._timeout = timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._stopped = False
         self._lock = threading.RLock()
 
@@ -280,11 +280,6 @@ class ContainerdDaemon:
     def ttrpc_socket_path(self) -> Path:
         """Filesystem path of the daemon's ttrpc socket (what shims publish to)."""
         return Path(str(self._socket_path) + _TTRPC_SUFFIX)
-
-    @property
-    def base_dir(self) -> Path:
-        """The directory holding config, log, root, state and temp."""
-        return self._base_dir
 
     @property
     def root(self) -> Path:
@@ -316,39 +311,6 @@ class ContainerdDaemon:
         """The TOML file the config imports (``extra_config``; may be empty)."""
         return self._base_dir / "extra.toml"
 
-    @property
-    def log_path(self) -> Path:
-        """Where the daemon's stdout and stderr go (kept after :meth:`stop`)."""
-        return self._base_dir / "containerd.log"
-
-    @property
-    def pid(self) -> int:
-        """Process id of the running daemon."""
-        if self._process is None:
-            raise FailedPrecondition("containerd is not running: it was stopped or never started")
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        """Whether the daemon process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    def logs(self) -> str:
-        """Everything the daemon wrote so far (across restarts)."""
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def _log_tail(self) -> str:
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - _LOG_TAIL_BYTES))
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<ContainerdDaemon {self.address} {state}>"
@@ -360,71 +322,42 @@ class ContainerdDaemon:
         return _health_status(self._socket_path, timeout) == _SERVING
 
     def _launch(self) -> None:
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [self._binary, "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Its own session: a Ctrl-C meant for pytest must not reach it first.
-                start_new_session=True,
-                cwd=self._base_dir,
-            )
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        assert self._process is not None
+        self._spawn([self._binary, "--config", str(self.config_path)])
         start = time.monotonic()
-        deadline = start + self._timeout
-        delay = 0.02
-        max_attempts = int(self._timeout / delay) + 20
-        for _ in range(max_attempts):
-            code = self._process.poll()
-            if code is not None:
-                raise Unavailable(
-                    f"containerd exited with code {code} before it became healthy; "
-                    f"its log ({self.log_path}) ends with:\n{self._log_tail()}"
-                )
-            remaining = deadline - time.monotonic()
-            if (
+        outcome = self._poll(
+            lambda remaining: (
                 self._socket_path.exists()
-                and _health_status(self._socket_path, max(0.1, min(1.0, remaining))) == _SERVING
-            ):
-                return
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        raise Unavailable(
-            f"containerd did not answer its health check on {self.address} within "
-            f"{time.monotonic() - start:.1f}s; its log ({self.log_path}) ends with:\n"
-            f"{self._log_tail()}"
+                and _health_status(self._socket_path, remaining) == _SERVING
+            ),
+            self._timeout,
         )
+        if outcome is False:
+            code = self._process.poll() if self._process is not None else None
+            raise Unavailable(
+                f"containerd exited with code {code} before it became healthy; "
+                f"its log ({self.log_path}) ends with:\n{self._log_tail()}"
+            )
+        if outcome is None:
+            raise Unavailable(
+                f"containerd did not answer its health check on {self.address} within "
+                f"{time.monotonic() - start:.1f}s; its log ({self.log_path}) ends with:\n"
+                f"{self._log_tail()}"
+            )
 
-    def _stop_process(self, timeout: float) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(timeout=timeout)
-        self._process = None
-
-    def restart(self, timeout: float = 10.0) -> None:
+    def restart(self, timeout: float = 10.0, *, down_for: float = 0.0) -> None:
         """Stop the daemon process only (shims, root and state stay) and start it again.
 
-        Clients reconnect on the same socket; containerd reattaches to running shims.
+        ``down_for`` seconds pass between stop and start, so tests can let containers
+        exit while no daemon runs. Clients reconnect on the same socket; containerd
+        reattaches to running shims.
         """
+        if not 0 <= down_for <= 300:
+            raise InvalidArgument(f"down_for={down_for} must be between 0 and 300 seconds")
         with self._lock:
             if self._stopped:
                 raise FailedPrecondition("this containerd was stopped; start a new one instead")
-            self._stop_process(timeout)
+            self._terminate(timeout)
+            time.sleep(down_for)
             self._launch()
 
     def _cleanup_tasks(self, timeout: float) -> None:
@@ -480,7 +413,7 @@ class ContainerdDaemon:
             if self._stopped:
                 return
             try:
-                self._stop_process(timeout)
+                self._terminate(timeout)
             finally:
                 self._cleanup_tasks(timeout)
                 self._remove_dirs()
@@ -508,17 +441,6 @@ class ContainerdDaemon:
                 sock.unlink()
         if self._short_socket_dir is not None:
             shutil.rmtree(self._short_socket_dir, ignore_errors=True)
-
-    def __enter__(self) -> ContainerdDaemon:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _render_config(

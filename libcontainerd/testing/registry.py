@@ -13,12 +13,9 @@ The config is written as JSON, which the registry's YAML parser reads as YAML.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -26,7 +23,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -37,18 +33,21 @@ from libcontainerd.errors import (
     RuntimeCommandError,
     Unavailable,
 )
+from libcontainerd.testing._service import ServiceProcess
 from libcontainerd.testing.tls import make_ca, make_server_cert
 
 __all__ = ["Registry", "start_registry"]
 
 _LOCALHOST = "127.0.0.1"
-_LOG_TAIL_BYTES = 4000
 _PORT_ATTEMPTS = 5
 _HTPASSWD_TIMEOUT = 30.0
 
 
-class Registry:
+class Registry(ServiceProcess):
     """A running private registry. Use it as a context manager or call :meth:`stop`."""
+
+    _name = "the registry"
+    _log_name = "registry.log"
 
     def __init__(
         self,
@@ -62,14 +61,12 @@ class Registry:
         password: str | None,
     ) -> None:
         """Record the layout; :func:`start_registry` is the way to create a running one."""
-        self._binary = binary
-        self._base_dir = base_dir
+        super().__init__(binary=binary, base_dir=base_dir)
         self._port = port
         self._scheme = scheme
         self._ca_path = ca_path
         self._username = username
         self._password = password
-        self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -108,11 +105,6 @@ class Registry:
         return self._password
 
     @property
-    def base_dir(self) -> Path:
-        """The directory holding config, log, storage and certificates."""
-        return self._base_dir
-
-    @property
     def storage_dir(self) -> Path:
         """Root directory of the registry's filesystem storage."""
         return self._base_dir / "storage"
@@ -121,39 +113,6 @@ class Registry:
     def config_path(self) -> Path:
         """The generated config file."""
         return self._base_dir / "config.yml"
-
-    @property
-    def log_path(self) -> Path:
-        """Where the registry's stdout and stderr go."""
-        return self._base_dir / "registry.log"
-
-    @property
-    def pid(self) -> int:
-        """Process id of the running registry."""
-        if self._process is None:
-            raise FailedPrecondition("the registry is not running: it was stopped")
-        return self._process.pid
-
-    @property
-    def running(self) -> bool:
-        """Whether the registry process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    def logs(self) -> str:
-        """Everything the registry wrote so far."""
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def _log_tail(self) -> str:
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - _LOG_TAIL_BYTES))
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client SSL context that trusts this registry's CA (TLS variant only)."""
@@ -175,41 +134,29 @@ class Registry:
         return f"<Registry {self.url} {state}>"
 
     def _launch(self) -> None:
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [self._binary, "serve", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self._base_dir,
-            )
+        self._spawn([self._binary, "serve", str(self.config_path)])
 
     def _wait_ready(self, timeout: float) -> bool:
         """Wait for ``GET /v2/``; False if the process exited (the caller may retry a port)."""
-        assert self._process is not None
         start = time.monotonic()
-        deadline = start + timeout
-        delay = 0.02
         verify: ssl.SSLContext | bool = self.ssl_context() if self._ca_path else False
         expected = 401 if self._username is not None else 200
         last_error = ""
         with httpx.Client(verify=verify, timeout=2.0, trust_env=False) as client:
-            for _ in range(int(timeout / delay) + 20):
-                if self._process.poll() is not None:
-                    return False
+
+            def answers(_: float) -> bool:
+                nonlocal last_error
                 try:
                     status = client.get(f"{self.url}/v2/").status_code
                 except httpx.HTTPError as exc:
                     last_error = f"{type(exc).__name__}: {exc}"
-                else:
-                    if status == expected:
-                        return True
-                    last_error = f"GET /v2/ answered {status}, expected {expected}"
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+                    return False
+                last_error = f"GET /v2/ answered {status}, expected {expected}"
+                return status == expected
+
+            outcome = self._poll(answers, timeout)
+        if outcome is not None:
+            return outcome
         raise Unavailable(
             f"the registry at {self.url} was not ready within {time.monotonic() - start:.1f}s "
             f"({last_error}); its log ({self.log_path}) ends with:\n{self._log_tail()}"
@@ -218,30 +165,7 @@ class Registry:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the registry: SIGTERM, then SIGKILL after ``timeout``. Idempotent."""
         with self._lock:
-            process = self._process
-            if process is None:
-                return
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                    process.wait(timeout=timeout)
-            self._process = None
-
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            self._terminate(timeout)
 
 
 def _free_port() -> int:
