@@ -31,8 +31,11 @@ NAMESPACE_PREFIX = "conformance"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.containerd)
+        if here not in Path(str(item.fspath)).parents:
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        backend = params.get("backend", "remote")
+        item.add_marker(pytest.mark.containerd if backend == "remote" else pytest.mark.runtime)
 
 
 # ------------------------------------------------------------------ backends
