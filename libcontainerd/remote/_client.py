@@ -43,7 +43,7 @@ from ._pb.containerd.services.tasks.v1 import tasks_pb2
 from ._pb.containerd.v1.types import task_pb2
 from ._stdio import PipedStreams, ProcessStdio, attach_stdio, fifo_dir, prepare_stdio
 from ._stdio import remove_fifo_dir as _remove_fifo_dir
-from ._transport import NO_TIMEOUT, Transport
+from ._transport import NO_TIMEOUT, REGISTRY_OPTION_KEYS, Transport
 
 if TYPE_CHECKING:
     from ._images import RemoteImages
@@ -102,6 +102,9 @@ class RemoteProcess:
         self._exec_id = exec_id
         self._pid = pid
         self._stdio = stdio
+        # Set once a wait() on this handle returned: a process never runs again after
+        # exiting, so delete() need not ask containerd whether it still runs.
+        self._exited = False
 
     @property
     def id(self) -> str:
@@ -205,6 +208,7 @@ class RemoteProcess:
                     continue
                 raise
             break
+        self._exited = True
         return _exit_status(
             response.exit_status, response.exited_at, response.HasField("exited_at")
         )
@@ -262,6 +266,11 @@ class RemoteProcess:
             self._close_io()
 
     def _check_deletable(self) -> None:
+        # containerd stops the task's OOM monitor before it asks the shim to delete, even
+        # when the shim then refuses because the process runs: ask first, unless a wait()
+        # on this handle already saw the exit.
+        if self._exited:
+            return
         status = self.status()
         if status in (Status.RUNNING, Status.PAUSED, Status.PAUSING):
             raise FailedPrecondition(
@@ -457,11 +466,23 @@ class RemoteTask(RemoteProcess):
 
 
 class RemoteContainer:
-    """A container record in containerd."""
+    """A container record in containerd.
 
-    def __init__(self, client: RemoteClient, container_id: str) -> None:
+    The handle keeps the last record it read or created: ``new_task`` and ``delete`` use
+    it instead of asking containerd again (snapshotter and snapshot key never change;
+    the spec is the one this handle last saw). ``info``, ``spec`` and ``labels`` always
+    read the record afresh.
+    """
+
+    def __init__(
+        self,
+        client: RemoteClient,
+        container_id: str,
+        record: containers_pb2.Container | None = None,
+    ) -> None:
         self._client = client
         self._id = container_id
+        self._known = record
 
     @property
     def id(self) -> str:
@@ -478,7 +499,11 @@ class RemoteContainer:
             containers_pb2.GetContainerRequest(id=self._id),
             idempotent=True,
         )
+        self._known = response.container
         return response.container
+
+    def _last_record(self) -> containers_pb2.Container:
+        return self._known if self._known is not None else self._record()
 
     def info(self) -> ContainerInfo:
         """The container's stored record, freshly read."""
@@ -517,12 +542,12 @@ class RemoteContainer:
                 "restoring a task from a checkpoint directory is not implemented by the "
                 "remote backend yet; create the task without checkpoint_dir"
             )
-        spec = self.spec()
-        process = spec.get("process") or {}
+        record = self._last_record()
+        spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
+        process = (spec.get("process") if isinstance(spec, dict) else None) or {}
         _check_terminal(process, stdio, "container's")
         from ._images import container_rootfs
 
-        record = self._record()
         rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
         process_stdio = self._client._prepare(stdio, self._id, "")
         try:
@@ -582,8 +607,9 @@ class RemoteContainer:
                 f"container {self._id!r} still has a task; delete the task first "
                 "(task.delete() or task.force_delete())"
             )
-        record = self._record()
+        record = self._last_record()
         self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
+        self._known = None
         if cleanup_snapshot and record.snapshot_key and record.snapshotter:
             self._client._remove_snapshot(record.snapshotter, record.snapshot_key)
 
@@ -629,17 +655,42 @@ class UnimplementedImages:
         raise Unimplemented(_IMAGES_MISSING)
 
 
+def _check_registry_options(options: Mapping[str, Any]) -> None:
+    """Build (and drop) one registry client so bad values fail at ``new_client``."""
+    from ..distribution import RegistryClient
+
+    try:
+        RegistryClient(**options).close()
+    except TypeError as error:
+        raise InvalidArgument(f"option registry: {error}") from None
+
+
 class RemoteClient:
-    """A blocking client for one containerd namespace."""
+    """A blocking client for one containerd namespace.
+
+    Backend options (``config.options``, the extra keyword arguments of ``new_client``):
+    ``tls_ca``, ``tls_cert``, ``tls_key`` (paths or PEM bytes) secure a ``tcp://``
+    connection; ``registry`` is a dict handed to every registry client that pulls and
+    pushes, e.g. ``registry={"ca_file": "/etc/ca.pem", "insecure_hosts": ["127.0.0.1:5000"],
+    "docker_config": False, "credentials": Credentials(...)}`` (keys:
+    ``ca_file``, ``client_cert``, ``credentials``, ``docker_config``, ``insecure_hosts``,
+    ``max_retries``, ``retry``, ``timeout``, as :class:`~libcontainerd.distribution.RegistryClient`
+    takes them).
+    """
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
+        registry = config.options.get("registry")
+        # Values first, before a channel exists; Transport reports wrong types and keys.
+        if isinstance(registry, Mapping) and registry and set(registry) <= REGISTRY_OPTION_KEYS:
+            _check_registry_options(registry)
         self.transport = Transport(
             config.address,
             config.namespace,
             timeout=config.timeout,
             options=config.options,
         )
+        self._registry_options: dict[str, Any] = dict(registry or {})
         self._lock = threading.Lock()
         self._stdios: set[ProcessStdio] = set()
         self._closed = False
@@ -673,7 +724,7 @@ class RemoteClient:
         """The image service: pull, push, list, get, remove, import and export images."""
         from ._images import RemoteImages
 
-        return RemoteImages(self.transport)
+        return RemoteImages(self.transport, registry_options=self._registry_options)
 
     # -- stdio bookkeeping ----------------------------------------------------------------
 
@@ -777,7 +828,7 @@ class RemoteClient:
             if extensions:
                 for name, value in _convert.encode_extensions(extensions).items():
                     record.extensions[name].CopyFrom(value)
-            self.transport.call(
+            created = self.transport.call(
                 self.transport.containers.Create,
                 containers_pb2.CreateContainerRequest(container=record),
             )
@@ -787,7 +838,7 @@ class RemoteClient:
             raise
         if prepared is not None:
             prepared.release()
-        return RemoteContainer(self, container_id)
+        return RemoteContainer(self, container_id, created.container)
 
     def load_container(self, container_id: str) -> RemoteContainer:
         """A handle on an existing container; ``NotFound`` when absent."""
@@ -804,7 +855,7 @@ class RemoteClient:
             containers_pb2.ListContainersRequest(filters=list(filters)),
             idempotent=True,
         )
-        return [RemoteContainer(self, record.id) for record in response.containers]
+        return [RemoteContainer(self, record.id, record) for record in response.containers]
 
     def events(self, filters: Sequence[str] = ()) -> RemoteEventStream:
         """Subscribe to this namespace's events from now on."""

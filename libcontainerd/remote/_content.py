@@ -17,20 +17,29 @@ import json
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
 
-from ..errors import AlreadyExists, DigestMismatch, Error, FailedPrecondition, NotFound
+from ..errors import (
+    AlreadyExists,
+    DigestMismatch,
+    Error,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+)
 from ..types import descriptor as media
 from ..types.descriptor import Descriptor
 from ._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
-from ._transport import NAMESPACE_HEADER, Transport, translate_rpc_error
+from ._transport import NAMESPACE_HEADER, Transport, is_locked_message, translate_rpc_error
 
 __all__ = [
     "LEASE_HEADER",
+    "LOCK_STALL_LIMIT",
     "MAX_WRITE_CHUNK",
     "RemoteContentStore",
     "RemoteContentWriter",
@@ -124,6 +133,36 @@ class _Requests:
             yield item
 
 
+LOCK_STALL_LIMIT = 30.0
+"""How long a writer waits for another writer of the same ingest that makes no progress."""
+
+_LOCK_FIRST_DELAY = 0.05
+_LOCK_MAX_DELAY = 1.0
+
+
+class _Stall:
+    """Backoff for a locked ingest: bounded by time without progress, not total time."""
+
+    def __init__(self, store: RemoteContentStore, ref: str) -> None:
+        self._store = store
+        self._ref = ref
+        self._delay = _LOCK_FIRST_DELAY
+        self._offset = -1
+        self._since = time.monotonic()
+
+    def next_delay(self) -> float | None:
+        offset = self._store.ingest_offset(self._ref)
+        now = time.monotonic()
+        if offset != self._offset:
+            self._offset = offset
+            self._since = now
+        elif now - self._since >= LOCK_STALL_LIMIT:
+            return None
+        delay = self._delay
+        self._delay = min(self._delay * 2, _LOCK_MAX_DELAY)
+        return delay
+
+
 class RemoteContentWriter:
     """One blob's Write stream; nothing is visible in the content store before :meth:`commit`.
 
@@ -144,10 +183,6 @@ class RemoteContentWriter:
         self._descriptor = descriptor
         self._ref = ref or f"libcontainerd-{descriptor.digest}"
         self._labels = dict(labels or {})
-        self._requests = _Requests()
-        self._responses: Any = store._content.Write(
-            iter(self._requests), metadata=store._metadata()
-        )
         self._done = False
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -155,13 +190,41 @@ class RemoteContentWriter:
         self._keep = bytearray() if self._wants_body() else None
         self._exists = False
         self._server_offset = 0
+        self._requests = _Requests()
+        self._responses: Any = None
+        stalled = _Stall(self._store, self._ref)
+        while True:
+            try:
+                self._open()
+            except Unavailable as error:
+                # Another pull of the same blob holds the ingest ref. Wait while it makes
+                # progress: once it commits, the next attempt finds the blob stored.
+                if not is_locked_message(str(error)):
+                    raise
+                delay = stalled.next_delay()
+                if delay is None:
+                    raise Unavailable(
+                        f"blob {descriptor.digest} is being written by another client "
+                        f"(ingest {self._ref}), which made no progress for "
+                        f"{LOCK_STALL_LIMIT:g} s; retry later, or abort that ingest if its "
+                        f"writer is gone ({error})"
+                    ) from None
+                time.sleep(delay)
+                continue
+            return
+
+    def _open(self) -> None:
+        self._requests = _Requests()
+        self._responses = self._store._content.Write(
+            iter(self._requests), metadata=self._store._metadata()
+        )
         try:
             status = self._exchange(
                 content_pb2.WriteContentRequest(
                     action=content_pb2.STAT,
                     ref=self._ref,
-                    total=descriptor.size,
-                    expected=descriptor.digest,
+                    total=self._descriptor.size,
+                    expected=self._descriptor.digest,
                 )
             )
         except AlreadyExists:
@@ -456,9 +519,27 @@ class RemoteContentStore:
             raise FailedPrecondition(f"blob {digest} is larger than {limit} bytes")
         return data
 
+    def present(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` are committed, asked in one call."""
+        wanted = sorted({d for d in digests if d})
+        if not wanted:
+            return set()
+        # containerd ORs the filters of a list: one round trip for all of them.
+        found = self.list([f'digest=="{digest}"' for digest in wanted])
+        return {info.digest for info in found} & set(wanted)
+
     def read_json(self, digest: str) -> Any:
-        """Parse a small JSON blob (manifest, index, config)."""
-        data = self.read_blob(digest, limit=_MAX_MANIFEST_BYTES * 4)
+        """Parse a small JSON blob (manifest, index, config); ``NotFound`` when absent."""
+        limit = _MAX_MANIFEST_BYTES * 4
+        # Straight to the Read stream (a missing blob fails on the first read): no Info
+        # round trip for every manifest, index and config on the pull and create paths.
+        call = self._content.Read(
+            content_pb2.ReadContentRequest(digest=digest), metadata=self._metadata()
+        )
+        with io.BufferedReader(_ReadStream(call, call.cancel, self.transport.address)) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise FailedPrecondition(f"blob {digest} is larger than {limit} bytes")
         try:
             return json.loads(data)
         except (ValueError, RecursionError):
@@ -467,6 +548,14 @@ class RemoteContentStore:
     def delete(self, digest: str) -> None:
         """Delete blob ``digest`` (``NotFound`` when absent)."""
         self._call(self._content.Delete, content_pb2.DeleteContentRequest(digest=digest))
+
+    def ingest_offset(self, ref: str) -> int:
+        """How many bytes the active ingest ``ref`` holds (-1 when there is none)."""
+        try:
+            response = self._call(self._content.Status, content_pb2.StatusRequest(ref=ref))
+        except NotFound:
+            return -1
+        return int(response.status.offset)
 
     def ingests(self) -> builtins.list[str]:
         """The refs of active (uncommitted) ingests."""

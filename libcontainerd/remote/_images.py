@@ -22,7 +22,14 @@ import attrs
 from google.protobuf import field_mask_pb2
 
 from ..distribution import RegistryClient, select_platforms
-from ..errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import (
+    AlreadyExists,
+    DigestMismatch,
+    Error,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from ..types import descriptor as media
 from ..types import platform as platforms
 from ..types.auth import Credentials
@@ -65,14 +72,18 @@ class ImageManifest:
     @property
     def platform(self) -> Platform | None:
         """The platform the config declares."""
-        os_name = self.config.get("os")
-        arch = self.config.get("architecture")
-        if not isinstance(os_name, str) or not isinstance(arch, str):
-            return None
-        try:
-            return Platform.of(os_name, arch, str(self.config.get("variant") or ""))
-        except InvalidArgument:
-            return None
+        return _config_platform(self.config)
+
+
+def _config_platform(config: Mapping[str, Any]) -> Platform | None:
+    os_name = config.get("os")
+    arch = config.get("architecture")
+    if not isinstance(os_name, str) or not isinstance(arch, str):
+        return None
+    try:
+        return Platform.of(os_name, arch, str(config.get("variant") or ""))
+    except InvalidArgument:
+        return None
 
 
 def _platform_label(platform: PlatformArg) -> str:
@@ -160,6 +171,76 @@ def read_manifests(
             "platform="
         )
     return result
+
+
+_MAX_INDEX_DEPTH = 4
+
+
+class _PlatformReader:
+    """The locally present platforms of image targets, for ``list`` and ``get``.
+
+    An index names each manifest's platform, so only the index is read, plus one
+    content listing for which of its manifests are stored; a lone manifest needs its
+    config. Blobs shared between images are read once per reader.
+    """
+
+    def __init__(self, store: RemoteContentStore) -> None:
+        self._store = store
+        self._json: dict[str, Any] = {}
+
+    def _read(self, digest: str) -> Any:
+        if digest not in self._json:
+            self._json[digest] = self._store.read_json(digest)
+        return self._json[digest]
+
+    def _manifest_platform(self, digest: str) -> Platform | None:
+        manifest = self._read(digest)
+        config_ref = manifest.get("config") if isinstance(manifest, Mapping) else None
+        config_digest = config_ref.get("digest") if isinstance(config_ref, Mapping) else None
+        if not isinstance(config_digest, str):
+            return None
+        config = self._read(config_digest)
+        if not isinstance(config, Mapping):
+            return None
+        return _config_platform(config)
+
+    def _walk(self, target: Descriptor, depth: int) -> builtins.list[Platform]:
+        if media.is_manifest(target.media_type):
+            found = self._manifest_platform(target.digest)
+            return [] if found is None else [found]
+        if not media.is_index(target.media_type) or depth >= _MAX_INDEX_DEPTH:
+            return []
+        index = self._read(target.digest)
+        items = index.get("manifests") if isinstance(index, Mapping) else None
+        children: builtins.list[Descriptor] = []
+        for item in items if isinstance(items, builtins.list) else []:
+            with contextlib.suppress(InvalidArgument, TypeError, KeyError):
+                children.append(Descriptor.from_dict(item))
+        stored = self._store.present([child.digest for child in children])
+        result: builtins.list[Platform] = []
+        for child in children:
+            if child.digest not in stored:
+                continue
+            if media.is_index(child.media_type):
+                result.extend(self._walk(child, depth + 1))
+            elif child.platform is not None:
+                result.append(child.platform)
+            elif media.is_manifest(child.media_type):
+                found = self._manifest_platform(child.digest)
+                if found is not None:
+                    result.append(found)
+        return result
+
+    def platforms(self, target: Descriptor) -> tuple[Platform, ...]:
+        """The platforms of ``target`` whose manifest is stored (empty when unreadable)."""
+        try:
+            found = self._walk(target, 0)
+        except (NotFound, FailedPrecondition, InvalidArgument, DigestMismatch):
+            return ()
+        unique: dict[str, Platform] = {}
+        for item in found:
+            unique.setdefault(item.format(), item)
+        return tuple(unique.values())
 
 
 def _descriptor_from_pb(value: descriptor_pb2.Descriptor) -> Descriptor:
@@ -382,17 +463,29 @@ class RemoteImages:
             return registry.push_graph(reference, store, target, progress=progress)
 
     def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]:
-        """Every image record, optionally filtered (containerd filter syntax)."""
+        """Every image record, optionally filtered (containerd filter syntax).
+
+        ``platforms`` of each lists the platforms whose manifest is in the content store.
+        """
         if isinstance(filters, str):
             filters = [filters]
         response = self.transport.call(
             self._images.List, images_pb2.ListImagesRequest(filters=list(filters))
         )
-        return [_to_image(record) for record in response.images]
+        reader = _PlatformReader(self.content())
+        return [
+            _to_image(record, reader.platforms(_descriptor_from_pb(record.target)))
+            for record in response.images
+        ]
 
     def get(self, ref: str) -> Image:
-        """One image record (exact name, or the normalised reference); ``NotFound`` if absent."""
-        return _to_image(self._lookup(ref))
+        """One image record (exact name, or the normalised reference); ``NotFound`` if absent.
+
+        ``platforms`` lists the platforms whose manifest is in the content store.
+        """
+        record = self._lookup(ref)
+        reader = _PlatformReader(self.content())
+        return _to_image(record, reader.platforms(_descriptor_from_pb(record.target)))
 
     def remove(self, ref: str, *, sync: bool = False) -> None:
         """Delete the image record; ``sync`` waits for containerd's garbage collection."""

@@ -33,9 +33,12 @@ __all__ = [
     "NAMESPACE_HEADER",
     "NO_TIMEOUT",
     "RECONNECT_WINDOW",
+    "REGISTRY_OPTION_KEYS",
+    "TLS_OPTIONS",
     "Backoff",
     "ResponseStream",
     "Transport",
+    "is_locked_message",
     "translate_rpc_error",
 ]
 
@@ -48,8 +51,27 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_UNARY_TIMEOUT = 30.0
 """Deadline of a unary call when the client was given no ``timeout``."""
 
-KNOWN_OPTIONS = frozenset({"tls_ca", "tls_cert", "tls_key"})
-"""Backend options the remote client understands."""
+TLS_OPTIONS = frozenset({"tls_ca", "tls_cert", "tls_key"})
+"""Backend options that secure the gRPC connection (``tcp://`` addresses only)."""
+
+REGISTRY_OPTION_KEYS = frozenset(
+    {
+        "ca_file",
+        "client_cert",
+        "credentials",
+        "docker_config",
+        "insecure_hosts",
+        "max_retries",
+        "retry",
+        "timeout",
+    }
+)
+"""Keys of the ``registry={...}`` backend option, handed to every
+:class:`~libcontainerd.distribution.RegistryClient` the image service creates."""
+
+KNOWN_OPTIONS = TLS_OPTIONS | {"registry"}
+"""Backend options the remote client understands: ``tls_ca``, ``tls_cert``, ``tls_key``
+(paths or PEM bytes) and ``registry`` (a dict of :data:`REGISTRY_OPTION_KEYS`)."""
 
 RECONNECT_WINDOW = 20.0
 """How long idempotent calls and event subscriptions keep retrying while containerd is
@@ -84,9 +106,16 @@ def translate_rpc_error(error: grpc.RpcError, *, address: str = "") -> Error:
     if number == 0:
         number = 2
     result = from_grpc_code(number, text)
-    if isinstance(result, Unavailable) and address:
+    # containerd also answers UNAVAILABLE for a busy resource ("ref ... locked"): the
+    # daemon is up then, so the hint about reaching it would mislead.
+    if isinstance(result, Unavailable) and address and not is_locked_message(text):
         result = Unavailable(f"{text} (containerd at {address}: is it running?)")
     return result
+
+
+def is_locked_message(text: str) -> bool:
+    """Whether an ``Unavailable`` message says a resource is held by another writer."""
+    return " locked" in text
 
 
 def _read_option_file(options: Mapping[str, Any], name: str) -> bytes | None:
@@ -112,6 +141,19 @@ def _check_options(options: Mapping[str, Any]) -> None:
         )
     if (options.get("tls_cert") is None) != (options.get("tls_key") is None):
         raise InvalidArgument("tls_cert and tls_key must be given together (client certificate)")
+    registry = options.get("registry")
+    if registry is not None:
+        if not isinstance(registry, Mapping):
+            raise InvalidArgument(
+                f"option registry must be a dict of registry client settings "
+                f"({', '.join(sorted(REGISTRY_OPTION_KEYS))}), not {type(registry).__name__}"
+            )
+        bad = sorted(str(key) for key in set(registry) - REGISTRY_OPTION_KEYS)
+        if bad:
+            raise InvalidArgument(
+                f"unknown key(s) in option registry: {', '.join(bad)}; known keys are "
+                f"{', '.join(sorted(REGISTRY_OPTION_KEYS))}"
+            )
 
 
 def is_unavailable(error: grpc.RpcError) -> bool:
@@ -200,7 +242,7 @@ class Transport:
                 "dialing a Windows named pipe needs a relay that this version does not ship; "
                 "expose containerd on tcp:// instead"
             )
-        tls = any(opts.get(name) is not None for name in KNOWN_OPTIONS)
+        tls = any(opts.get(name) is not None for name in TLS_OPTIONS)
         if tls and parsed.kind is not AddressKind.TCP:
             raise InvalidArgument("TLS options only apply to tcp:// addresses")
         if tls:
