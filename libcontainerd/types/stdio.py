@@ -38,6 +38,8 @@ class FileIO:
     """Append stdout and stderr to files (the same file for both is allowed).
 
     ``stderr=None`` sends stderr to the stdout file. Files are created when missing.
+    The files are complete once the process is deleted: a backend may still be copying
+    the last output into them just after ``wait()`` returns.
     """
 
     stdout: Path | None = attrs.field(converter=_absolute)
