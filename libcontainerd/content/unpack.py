@@ -78,6 +78,33 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _XATTR_PREFIX = "SCHILY.xattr."
+DEFAULT_MAX_SIZE = 64 << 30
+"""Default cap on a layer's uncompressed size (64 GiB): a decompression bomb stops there."""
+DEFAULT_MAX_ENTRIES = 4_000_000
+"""Default cap on a layer's entry count."""
+MAX_METADATA_BYTES = 1 << 20
+"""Cap on one pax / GNU long-name header: tarfile holds it in memory whole."""
+_METADATA_TYPES = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses metadata headers too large to hold in memory."""
+
+    def _proc_member(self, tarfile: Any) -> Any:
+        if self.type in _METADATA_TYPES and self.size > MAX_METADATA_BYTES:
+            raise ResourceExhausted(
+                f"layer has a {self.size} byte metadata header (pax or long name), more than "
+                f"the {MAX_METADATA_BYTES} byte cap; the layer is malformed or hostile"
+            )
+        return getattr(super(), "_proc_member")(tarfile)  # noqa: B009 - private in typeshed
 
 
 @attrs.frozen
@@ -143,8 +170,9 @@ class _Prefixed:
 class _HashingReader:
     """Hashes and counts what passes through; turns decoder failures into DataLoss."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, max_size: int | None = None) -> None:
         self._source = source
+        self._max_size = max_size
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -159,6 +187,11 @@ class _HashingReader:
             ) from exc
         self.hash.update(data)
         self.size += len(data)
+        if self._max_size is not None and self.size > self._max_size:
+            raise ResourceExhausted(
+                f"layer is larger than {self._max_size} bytes uncompressed (max_size); it is "
+                "a decompression bomb or needs a larger max_size"
+            )
         return data
 
     def drain(self) -> None:
@@ -310,6 +343,29 @@ def _resolve_dir(
             current = nxt
             physical.append(component)
         return current, tuple(physical)
+    except BaseException:
+        os.close(current)
+        raise
+
+
+def _open_physical(root_fd: int, parts: tuple[str, ...]) -> int | None:
+    """Open the directory ``parts`` below ``root_fd`` following no symlink at all.
+
+    Returns None when a component is missing or is no longer a real directory.
+    """
+    current = os.dup(root_fd)
+    try:
+        for component in parts:
+            try:
+                nxt = _open_dir(current, component)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                    os.close(current)
+                    return None
+                raise
+            os.close(current)
+            current = nxt
+        return current
     except BaseException:
         os.close(current)
         raise
@@ -695,9 +751,11 @@ class _Extractor:
             meta = self.dirs[path]
             label = _show("/".join(path))
             try:
-                try:
-                    parent_fd, _ = _resolve_dir(self.root_fd, path[:-1], create=False)
-                except (_Missing, _NotADirectory):
+                # ``path`` is physical (symlink-free) as recorded: walk it without following
+                # anything, so a directory replaced later by a symlink never passes its
+                # owner and mode on to whatever the symlink points at.
+                parent_fd = _open_physical(self.root_fd, path[:-1])
+                if parent_fd is None:
                     continue  # replaced later in the layer
                 try:
                     fd = _open_dir(parent_fd, path[-1])
@@ -731,6 +789,8 @@ def apply_layer(
     whiteout_format: WhiteoutFormat = "oci",
     skip_devices: bool = False,
     expected_diff_id: str | None = None,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_entries: int | None = DEFAULT_MAX_ENTRIES,
 ) -> LayerResult:
     """Extract the layer ``layer`` (a path or a binary stream) onto the directory ``dest``.
 
@@ -740,8 +800,13 @@ def apply_layer(
     allows device nodes and setuid/setgid bits. ``whiteout_format="overlay"`` writes
     overlayfs whiteouts (for a per-layer directory used as an overlay lower dir) instead of
     deleting from ``dest``. ``expected_diff_id`` is checked after extraction
-    (:class:`DigestMismatch`). See the module documentation for the safety rules.
+    (:class:`DigestMismatch`). ``max_size`` caps the uncompressed bytes and
+    ``max_entries`` the number of entries (None: no cap); past either the unpack stops
+    with :class:`ResourceExhausted`. See the module documentation for the safety rules.
     """
+    for cap_name, cap in (("max_size", max_size), ("max_entries", max_entries)):
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise InvalidArgument(f"{cap_name} must be a positive int or None, got {cap!r}")
     if media_type is not None:
         compression: str | None = layer_compression(media_type)
     else:
@@ -781,7 +846,7 @@ def apply_layer(
                     raise InvalidArgument(f"cannot read layer file {layer}: {exc}") from exc
             else:
                 raw = layer
-            reader = _HashingReader(_decompressed(raw, compression))
+            reader = _HashingReader(_decompressed(raw, compression), max_size)
             extractor = _Extractor(
                 root_fd,
                 privileged=privileged,
@@ -790,8 +855,15 @@ def apply_layer(
                 skip_devices=skip_devices,
             )
             try:
-                with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-                    for member in tar:
+                with tarfile.open(  # type: ignore[call-overload]
+                    fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo
+                ) as tar:
+                    for count, member in enumerate(tar, 1):
+                        if max_entries is not None and count > max_entries:
+                            raise ResourceExhausted(
+                                f"layer has more than {max_entries} entries (max_entries); it "
+                                "is hostile or needs a larger max_entries"
+                            )
                         extractor.apply(member, tar)
             except tarfile.TarError as exc:
                 raise InvalidArgument(f"layer is not a valid tar archive ({exc})") from exc

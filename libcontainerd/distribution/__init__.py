@@ -20,6 +20,7 @@ from ._core import (
 )
 from .auth import Challenge, TokenCache, parse_www_authenticate
 from .docker_config import DockerConfig, load_docker_config, parse_docker_config
+from .hosts import HostsConfig, RegistryHost, load_hosts_dir, parse_hosts_toml
 from .store import BlobSink, BlobSource, ContentWriter, DirectoryContentStore
 
 __all__ = [
@@ -32,15 +33,19 @@ __all__ = [
     "CredentialSource",
     "DirectoryContentStore",
     "DockerConfig",
+    "HostsConfig",
     "Manifest",
     "PlatformSpec",
     "ProgressCallback",
     "PullResult",
     "RegistryClient",
+    "RegistryHost",
     "RetryPolicy",
     "TokenCache",
     "load_docker_config",
+    "load_hosts_dir",
     "parse_docker_config",
+    "parse_hosts_toml",
     "parse_www_authenticate",
     "select_platforms",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, Generic, TypeVar
 
 import httpx
 
@@ -30,11 +31,15 @@ from ._core import (
 )
 from ._flow import Flow, run_async, run_sync
 from .docker_config import DockerConfig, load_docker_config
+from .hosts import RegistryHost, load_hosts_dir
 from .store import BlobSink, BlobSource
 
 __all__ = ["AsyncRegistryClient", "RegistryClient"]
 
 T = TypeVar("T")
+_H = TypeVar("_H", bound="httpx.Client | httpx.AsyncClient")
+_X = TypeVar("_X", bound="httpx.BaseTransport | httpx.AsyncBaseTransport")
+_log = logging.getLogger("libcontainerd.distribution")
 
 DEFAULT_TIMEOUT = 30.0
 USER_AGENT = "libcontainerd-distribution/0.1"
@@ -49,14 +54,23 @@ def _reference(ref: str | Reference) -> Reference:
 
 
 def _ssl_context(
-    ca_file: str | Path | None, client_cert: tuple[str | Path, str | Path] | None
+    ca_file: str | Path | None,
+    client_cert: tuple[str | Path, str | Path] | None,
+    host: RegistryHost | None = None,
 ) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    if ca_file is not None:
+    for ca in (ca_file, *(host.ca if host else ())):
+        if ca is None:
+            continue
         try:
-            context.load_verify_locations(cafile=str(ca_file))
+            context.load_verify_locations(cafile=str(ca))
         except (OSError, ssl.SSLError) as error:
-            raise InvalidArgument(f"cannot load CA certificates from {ca_file}: {error}") from None
+            raise InvalidArgument(f"cannot load CA certificates from {ca}: {error}") from None
+    if host is not None and host.skip_verify:
+        # Asked for explicitly in hosts.toml; said out loud so it is never silent.
+        _log.warning("TLS verification is OFF for registry host %s (hosts.toml)", host.host)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     if client_cert is not None:
         cert, key = client_cert
         try:
@@ -77,8 +91,10 @@ def _translate(error: Exception) -> Exception:
     return RegistryError(f"registry request failed: {type(error).__name__}: {error}")
 
 
-class _Base:
-    """Configuration shared by both clients (no I/O)."""
+class _Base(Generic[_H, _X]):
+    """Configuration and connection pool shared by both clients; subclasses add the I/O."""
+
+    _transport_type: type[Any]
 
     def __init__(
         self,
@@ -88,9 +104,11 @@ class _Base:
         ca_file: str | Path | None = None,
         client_cert: tuple[str | Path, str | Path] | None = None,
         insecure_hosts: Iterable[str] = (),
+        hosts_dir: str | Path | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = 4,
         retry: RetryPolicy | None = None,
+        transport: _X | None = None,
     ) -> None:
         if isinstance(docker_config, DockerConfig):
             config: DockerConfig | None = docker_config
@@ -106,17 +124,39 @@ class _Base:
             )
         if timeout <= 0:
             raise InvalidArgument(f"timeout must be positive, got {timeout}")
+        hosts = load_hosts_dir(hosts_dir) if hosts_dir is not None else {}
         self._core = RegistryCore(
             credentials=credentials,
             docker_config=config,
             insecure_hosts=insecure_hosts,
             retry=retry or RetryPolicy(max_retries=max_retries),
+            hosts=hosts,
         )
         self._ssl = _ssl_context(ca_file, client_cert)
         self._timeout = httpx.Timeout(timeout)
+        # Hosts with their own CA or skip_verify get their own transport (httpx mounts).
+        mounts: dict[str, Any] = {}
+        for settings in hosts.values():
+            for host in (*settings.mirrors, settings.server):
+                if host.needs_tls_config and host.scheme != "http":
+                    context = _ssl_context(ca_file, client_cert, host)
+                    mounts[f"https://{host.host}"] = self._transport_type(verify=context)
+        # Redirects are followed by the flows, which check every hop (see RegistryCore).
+        self._http: _H = self._client_type()(
+            verify=self._ssl,
+            timeout=self._timeout,
+            follow_redirects=False,
+            transport=transport,
+            mounts=mounts or None,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    @staticmethod
+    def _client_type() -> Callable[..., _H]:
+        raise NotImplementedError  # pragma: no cover - each client names its httpx class
 
 
-class RegistryClient(_Base):
+class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
     """A synchronous OCI registry client.
 
     ``credentials`` is one :class:`~libcontainerd.types.auth.Credentials` for every
@@ -125,40 +165,18 @@ class RegistryClient(_Base):
     ``config.json`` (``docker_config``: True for the default location, False for none,
     or a path). TLS is verified (``ca_file`` adds a CA, ``client_cert`` is a
     ``(cert, key)`` pair); plain HTTP is used only for loopback hosts and
-    ``insecure_hosts``, when they do not speak TLS. ``transport`` replaces httpx's
-    network transport (tests).
+    ``insecure_hosts``, when they do not speak TLS. ``hosts_dir`` is a containerd
+    ``certs.d`` directory: each ``<host>/hosts.toml`` there names mirrors (tried in
+    order for pulls, the registry last), per-host CAs and API paths (see
+    :mod:`libcontainerd.distribution.hosts`). ``transport`` replaces httpx's network
+    transport (tests).
     """
 
-    def __init__(
-        self,
-        *,
-        credentials: CredentialSource = None,
-        docker_config: DockerConfig | str | Path | bool = True,
-        ca_file: str | Path | None = None,
-        client_cert: tuple[str | Path, str | Path] | None = None,
-        insecure_hosts: Iterable[str] = (),
-        timeout: float = DEFAULT_TIMEOUT,
-        max_retries: int = 4,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            credentials=credentials,
-            docker_config=docker_config,
-            ca_file=ca_file,
-            client_cert=client_cert,
-            insecure_hosts=insecure_hosts,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-        )
-        self._http = httpx.Client(
-            verify=self._ssl,
-            timeout=self._timeout,
-            follow_redirects=True,
-            transport=transport,
-            headers={"User-Agent": USER_AGENT},
-        )
+    _transport_type = httpx.HTTPTransport
+
+    @staticmethod
+    def _client_type() -> Callable[..., httpx.Client]:
+        return httpx.Client
 
     def resolve(self, ref: str | Reference) -> Descriptor:
         """The descriptor of the manifest or index ``ref`` names (digest verified)."""
@@ -278,39 +296,14 @@ class RegistryClient(_Base):
         self.close()
 
 
-class AsyncRegistryClient(_Base):
+class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The asyncio twin of :class:`RegistryClient`: same arguments, same methods, awaited."""
 
-    def __init__(
-        self,
-        *,
-        credentials: CredentialSource = None,
-        docker_config: DockerConfig | str | Path | bool = True,
-        ca_file: str | Path | None = None,
-        client_cert: tuple[str | Path, str | Path] | None = None,
-        insecure_hosts: Iterable[str] = (),
-        timeout: float = DEFAULT_TIMEOUT,
-        max_retries: int = 4,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            credentials=credentials,
-            docker_config=docker_config,
-            ca_file=ca_file,
-            client_cert=client_cert,
-            insecure_hosts=insecure_hosts,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-        )
-        self._http = httpx.AsyncClient(
-            verify=self._ssl,
-            timeout=self._timeout,
-            follow_redirects=True,
-            transport=transport,
-            headers={"User-Agent": USER_AGENT},
-        )
+    _transport_type = httpx.AsyncHTTPTransport
+
+    @staticmethod
+    def _client_type() -> Callable[..., httpx.AsyncClient]:
+        return httpx.AsyncClient
 
     async def resolve(self, ref: str | Reference) -> Descriptor:
         """See :meth:`RegistryClient.resolve`."""

@@ -17,15 +17,17 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, BinaryIO, Literal, TypeAlias
+from typing import Any, BinaryIO, Literal, TypeAlias, TypeVar
 
 import attrs
 import httpx
 
 from libcontainerd.errors import (
     AuthenticationError,
+    DataLoss,
     DeadlineExceeded,
     DigestMismatch,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     RegistryError,
@@ -45,6 +47,7 @@ from libcontainerd.types.reference import Reference
 from ._flow import Call, Close, Flow, Parallel, Read, Send, Sleep
 from .auth import DEFAULT_TOKEN_LIFETIME, Challenge, TokenCache, parse_www_authenticate
 from .docker_config import DockerConfig, normalize_registry_host
+from .hosts import DEFAULT_DIRECTORY, HostsConfig, RegistryHost
 from .store import BlobSink, BlobSource
 
 __all__ = [
@@ -70,6 +73,11 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 MAX_SMALL_BODY = 1024 * 1024
 MAX_GRAPH_DEPTH = 8
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses that say the request was not acted on, so even a POST may be sent again.
+_NOT_PROCESSED = frozenset({429, 503})
+_NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
 _SCHEMA1 = frozenset(
     {media.MEDIA_TYPE_DOCKER_SCHEMA1_MANIFEST, media.MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED_MANIFEST}
 )
@@ -84,6 +92,7 @@ _NON_DISTRIBUTABLE = frozenset(
     }
 )
 DEFAULT_CHUNK_THRESHOLD = 64 * 1024 * 1024
+_T = TypeVar("_T")
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent], None]
 CredentialSource: TypeAlias = (
@@ -342,6 +351,7 @@ class RegistryCore:
         helper_timeout: float = 10.0,
         max_manifest_size: int = MAX_MANIFEST_SIZE,
         chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
+        hosts: Mapping[str, HostsConfig] | None = None,
     ) -> None:
         if isinstance(insecure_hosts, str):
             raise InvalidArgument("insecure_hosts must be a list of host[:port] strings")
@@ -356,8 +366,70 @@ class RegistryCore:
         self._schemes: dict[str, str] = {}
         self._challenges: dict[str, Challenge] = {}
         self._credential_cache: dict[str, Credentials | None] = {}
+        self.hosts: Mapping[str, HostsConfig] = dict(hosts or {})
 
     # --- hosts -----------------------------------------------------------------------
+
+    def hosts_config(self, domain: str) -> HostsConfig | None:
+        """The ``hosts.toml`` settings for ``domain`` (its own, else ``_default``), if any."""
+        key = normalize_registry_host(domain)
+        found = self.hosts.get(key) or self.hosts.get(domain.lower())
+        return found if found is not None else self.hosts.get(DEFAULT_DIRECTORY)
+
+    def server(self, domain: str) -> RegistryHost:
+        """The registry server of ``domain`` (from ``hosts.toml`` when it names one)."""
+        config = self.hosts_config(domain)
+        if config is None:
+            return RegistryHost(self.api_host(domain))
+        if config.server_named:
+            return config.server
+        return attrs.evolve(config.server, host=self.api_host(domain), scheme=None)
+
+    def endpoints(self, domain: str, capability: str) -> tuple[RegistryHost, ...]:
+        """Where to send ``capability`` requests for ``domain``, in the order to try them.
+
+        Mirrors from ``hosts.toml`` come first (those with the capability), the server
+        last; :class:`FailedPrecondition` when the file leaves no host for it.
+        """
+        config = self.hosts_config(domain)
+        candidates = (*(config.mirrors if config else ()), self.server(domain))
+        chosen = tuple(host for host in candidates if capability in host.capabilities)
+        if not chosen:
+            raise FailedPrecondition(
+                f"no host in {config.source if config else 'the configuration'} may "
+                f"{capability} for registry {domain}; add {capability!r} to a host's "
+                "capabilities"
+            )
+        return chosen
+
+    def push_endpoint(self, domain: str) -> RegistryHost:
+        """The host pushes to ``domain`` go to: the first one with the push capability."""
+        return self.endpoints(domain, "push")[0]
+
+    def on_hosts(
+        self,
+        domain: str,
+        capability: str,
+        attempt: Callable[[RegistryHost], Flow[_T]],
+    ) -> Flow[_T]:
+        """Run ``attempt`` against each host for ``capability`` until one succeeds.
+
+        A host that fails (not found, unreachable, refusing, answering garbage) hands over
+        to the next; the last host's error is raised, with the earlier ones named in it.
+        """
+        hosts = self.endpoints(domain, capability)
+        failures: list[str] = []
+        for index, host in enumerate(hosts):
+            try:
+                return (yield from attempt(host))
+            except (NotFound, Unavailable, DeadlineExceeded, RegistryError, DataLoss) as error:
+                if index == len(hosts) - 1:
+                    if failures:
+                        error.message = f"{error.message} (also tried: {'; '.join(failures)})"
+                        error.args = (error.message,)
+                    raise
+                failures.append(f"{host.host}: {error.message}")
+        raise AssertionError("unreachable: endpoints() never returns an empty tuple")
 
     @staticmethod
     def api_host(domain: str) -> str:
@@ -368,10 +440,18 @@ class RegistryCore:
         """Plain HTTP is allowed for loopback hosts and hosts named in ``insecure_hosts``."""
         return _is_loopback(host) or normalize_registry_host(host) in self.insecure_hosts
 
-    def base_url(self, domain: str) -> str:
-        """``scheme://host`` for the registry of ``domain`` as currently known."""
-        host = self.api_host(domain)
-        return f"{self._schemes.get(host, 'https')}://{host}"
+    def base_url(self, domain: str | RegistryHost) -> str:
+        """``scheme://host`` for the registry of ``domain`` (or that host) as known now."""
+        host = self.server(domain) if isinstance(domain, str) else domain
+        return f"{host.scheme or self._schemes.get(host.host, 'https')}://{host.host}"
+
+    def _url(self, host: RegistryHost, target: str) -> httpx.URL:
+        """The URL of ``target`` (an API path ``/v2/...`` or an absolute URL) on ``host``."""
+        if "://" in target:
+            return httpx.URL(target)
+        if target.startswith("/v2/") or target == "/v2":
+            target = host.path.rstrip("/") + target[3:]
+        return httpx.URL(self.base_url(host) + target)
 
     # --- credentials -----------------------------------------------------------------
 
@@ -411,6 +491,7 @@ class RegistryCore:
         method: str,
         target: str,
         *,
+        endpoint: RegistryHost | None = None,
         headers: Mapping[str, str] | None = None,
         content: bytes = b"",
         scopes: Sequence[str] = (),
@@ -418,25 +499,33 @@ class RegistryCore:
     ) -> Flow[httpx.Response]:
         """Send a request to ``domain``'s registry with auth, scheme fallback and retries.
 
-        ``target`` is a path (``/v2/...``) or an absolute URL the registry gave (a
-        ``Location``). Returns the response with its body unread; the caller must
-        yield :class:`Close` for it.
+        ``endpoint`` is the host to talk to (default: :meth:`push_endpoint`, which is the
+        registry server unless ``hosts.toml`` says otherwise). ``target`` is
+        an API path (``/v2/...``) or an absolute URL the registry gave (a ``Location``).
+        Redirects are followed here, not by httpx, so that every hop is checked: plain
+        HTTP only to loopback or insecure hosts, and the ``Authorization`` header only to
+        the registry host itself. POST and PATCH are retried only when the request cannot
+        have been processed (the connection failed, or HTTP 429/503). Returns the
+        response with its body unread; the caller must yield :class:`Close` for it.
         """
-        host = self.api_host(domain)
+        server = endpoint or self.push_endpoint(domain)
+        host = server.host
         attempt = 0
+        redirects = 0
         auth_attempted = False
         extra_scope = ""
+        idempotent = method.upper() not in _NON_IDEMPOTENT
         while True:
-            url = httpx.URL(target if "://" in target else self.base_url(domain) + target)
+            url = self._url(server, target)
             netloc = url.netloc.decode("ascii", "replace")
-            if url.scheme != "https" and not self.plain_http_allowed(netloc):
+            if url.scheme != "https" and not self._plain_ok(server, netloc):
                 raise RegistryError(
                     f"registry {domain} sent the client to {url.scheme}://{netloc}, which is not "
                     "HTTPS; plain HTTP is only used for loopback hosts and insecure_hosts"
                 )
             send_headers = dict(headers or {})
             if netloc == host:
-                authorization = yield from self._authorization(domain, scopes, extra_scope)
+                authorization = yield from self._authorization(domain, scopes, extra_scope, server)
                 if authorization:
                     send_headers["Authorization"] = authorization
             request = httpx.Request(method, url, headers=send_headers, content=content)
@@ -446,23 +535,52 @@ class RegistryCore:
                 if (
                     url.scheme == "https"
                     and "://" not in target
+                    and server.scheme is None
                     and self.plain_http_allowed(host)
                     and _ssl_refused_plain(error)
                     and self._schemes.get(host) != "http"
                 ):
                     self._schemes[host] = "http"
                     continue
-                if not retry or attempt >= self.retry.max_retries:
+                unsent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                if not retry or not (idempotent or unsent) or attempt >= self.retry.max_retries:
                     raise self._transport_error(host, error, attempt + 1) from error
                 yield Sleep(self.retry.delay(attempt))
                 attempt += 1
+                continue
+            if response.status_code in _REDIRECTS:
+                location = response.headers.get("Location", "")
+                yield Close(response)
+                redirects += 1
+                if not location or redirects > MAX_REDIRECTS:
+                    raise RegistryError(
+                        f"registry {domain} answered {method} {url.path} with "
+                        f"{'too many redirects' if location else 'a redirect without Location'}",
+                        status=response.status_code,
+                    )
+                try:
+                    target = str(url.join(location))
+                except (httpx.InvalidURL, ValueError, TypeError):
+                    raise RegistryError(
+                        f"registry {domain} redirected to an invalid URL {location[:200]!r}",
+                        status=response.status_code,
+                    ) from None
+                if response.status_code == 303 or (
+                    response.status_code in (301, 302) and method.upper() == "POST"
+                ):
+                    method, content = "GET", b""
+                    headers = {
+                        k: v
+                        for k, v in (headers or {}).items()
+                        if k.lower() not in ("content-type", "content-length")
+                    }
                 continue
             if response.status_code == 401:
                 header = response.headers.get("WWW-Authenticate", "")
                 yield Close(response)
                 challenge = self._pick_challenge(header)
                 known = self._challenges.get(host)
-                if challenge is not None and not auth_attempted:
+                if challenge is not None and not auth_attempted and netloc == host:
                     auth_attempted = True
                     self._challenges[host] = challenge
                     extra_scope = challenge.scope
@@ -470,10 +588,11 @@ class RegistryCore:
                         # The token we sent was refused: do not reuse it.
                         self.tokens.clear()
                     continue
-                raise self._unauthorized(domain, method, url)
+                raise self._unauthorized(domain, method, url, server)
             if (
                 retry
                 and response.status_code in RETRY_STATUSES
+                and (idempotent or response.status_code in _NOT_PROCESSED)
                 and attempt < self.retry.max_retries
             ):
                 wait = self.retry.retry_after(response.headers.get("Retry-After"), attempt)
@@ -483,14 +602,26 @@ class RegistryCore:
                 continue
             return response
 
-    def _unauthorized(self, domain: str, method: str, url: httpx.URL) -> AuthenticationError:
-        creds = self._credential_cache.get(domain)
+    def _plain_ok(self, server: RegistryHost, netloc: str) -> bool:
+        # A hosts.toml that names an http:// URL is the operator's explicit choice.
+        return self.plain_http_allowed(netloc) or (
+            server.scheme == "http" and netloc == server.host
+        )
+
+    def _credential_key(self, domain: str, server: RegistryHost) -> str:
+        """Whose credentials a host gets: the registry's own, or a mirror's by its name."""
+        return domain if server.host == self.api_host(domain) else server.host
+
+    def _unauthorized(
+        self, domain: str, method: str, url: httpx.URL, server: RegistryHost
+    ) -> AuthenticationError:
+        creds = self._credential_cache.get(self._credential_key(domain, server))
         if creds is None or creds.anonymous:
             hint = "no credentials were found for it; pass credentials= or run `docker login`"
         else:
             hint = "the credentials given were refused; check the user name and password"
         return AuthenticationError(
-            f"registry {domain} refused {method} {url.path}: authentication required ({hint})",
+            f"registry {server.host} refused {method} {url.path}: authentication required ({hint})",
             status=401,
         )
 
@@ -516,12 +647,12 @@ class RegistryCore:
         return None
 
     def _authorization(
-        self, domain: str, scopes: Sequence[str], extra_scope: str
+        self, domain: str, scopes: Sequence[str], extra_scope: str, server: RegistryHost
     ) -> Flow[str | None]:
-        challenge = self._challenges.get(self.api_host(domain))
+        challenge = self._challenges.get(server.host)
         if challenge is None:
             return None
-        creds = yield from self._credentials(domain)
+        creds = yield from self._credentials(self._credential_key(domain, server))
         if challenge.scheme == "basic":
             if creds is None or not creds.username or not creds.password:
                 return None
@@ -650,10 +781,15 @@ class RegistryCore:
         content: bytes = b"",
         host: str,
     ) -> Flow[httpx.Response]:
-        """A request without registry auth (token endpoints), with retries."""
+        """A request without registry auth (token endpoints), with retries and redirects."""
         attempt = 0
+        redirects = 0
+        origin = (url.scheme, url.netloc)
         while True:
-            request = httpx.Request(method, url, headers=dict(headers), content=content)
+            send_headers = dict(headers)
+            if (url.scheme, url.netloc) != origin:
+                send_headers.pop("Authorization", None)
+            request = httpx.Request(method, url, headers=send_headers, content=content)
             try:
                 response: httpx.Response = yield Send(request)
             except httpx.TransportError as error:
@@ -661,6 +797,30 @@ class RegistryCore:
                     raise self._transport_error(host, error, attempt + 1) from error
                 yield Sleep(self.retry.delay(attempt))
                 attempt += 1
+                continue
+            if response.status_code in _REDIRECTS and redirects < MAX_REDIRECTS:
+                location = response.headers.get("Location", "")
+                yield Close(response)
+                redirects += 1
+                try:
+                    url = url.join(location)
+                except (httpx.InvalidURL, ValueError, TypeError):
+                    raise AuthenticationError(
+                        f"token server {host} redirected to an invalid URL {location[:200]!r}"
+                    ) from None
+                netloc = url.netloc.decode("ascii", "replace")
+                if url.scheme != "https" and not (
+                    url.scheme == "http" and self.plain_http_allowed(netloc)
+                ):
+                    raise AuthenticationError(
+                        f"token server {host} redirected to {url.scheme}://{netloc}, which is "
+                        "not HTTPS; plain HTTP is only used for loopback hosts and insecure_hosts"
+                    )
+                if response.status_code == 303 or (
+                    response.status_code in (301, 302) and method == "POST"
+                ):
+                    method, content = "GET", b""
+                    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retry.max_retries:
                 wait = self.retry.retry_after(response.headers.get("Retry-After"), attempt)
@@ -723,17 +883,31 @@ class RegistryCore:
         """Resolve ``ref`` to the descriptor of its manifest or index.
 
         Returns the manifest bytes too when they had to be fetched to verify the digest
-        (a tag), so callers do not fetch them twice.
+        (a tag), so callers do not fetch them twice. With ``hosts.toml`` mirrors, a tag
+        is resolved on the hosts with the ``resolve`` capability and a digest on those
+        with ``pull``, in order, the server last.
         """
+        capability = "pull" if ref.digest else "resolve"
+        return (
+            yield from self.on_hosts(
+                ref.domain, capability, lambda host: self._resolve_at(ref, host)
+            )
+        )
+
+    def _resolve_at(
+        self, ref: Reference, endpoint: RegistryHost
+    ) -> Flow[tuple[Descriptor, bytes | None]]:
         target = ref.digest or ref.tag
         path = f"/v2/{ref.path}/manifests/{target}"
         scopes = (f"repository:{ref.path}:pull",)
         headers = {"Accept": MANIFEST_ACCEPT}
-        response = yield from self.request(ref.domain, "HEAD", path, headers=headers, scopes=scopes)
+        response = yield from self.request(
+            ref.domain, "HEAD", path, endpoint=endpoint, headers=headers, scopes=scopes
+        )
         status = response.status_code
         yield Close(response)
         if status == 404:
-            raise NotFound(f"image {ref} not found in registry {ref.domain}")
+            raise NotFound(f"image {ref} not found in registry {endpoint.host}")
         if status == 200 and ref.digest:
             header_digest = response.headers.get("Docker-Content-Digest", "")
             content_type = _base_type(response.headers.get("Content-Type"))
@@ -753,7 +927,7 @@ class RegistryCore:
                 return Descriptor(
                     media_type=content_type, digest=ref.digest, size=int(length)
                 ), None
-        data, content_type, header_digest = yield from self._get_manifest(ref, target, "")
+        data, content_type, header_digest = yield from self._get_manifest(ref, target, "", endpoint)
         digest = _digest_of(data, ref.digest or header_digest or "sha256:")
         if ref.digest and digest != ref.digest:
             raise DigestMismatch(
@@ -772,7 +946,7 @@ class RegistryCore:
         return Descriptor(media_type=media_type, digest=digest, size=len(data)), data
 
     def _get_manifest(
-        self, ref: Reference, target: str, media_type: str
+        self, ref: Reference, target: str, media_type: str, endpoint: RegistryHost
     ) -> Flow[tuple[bytes, str, str]]:
         path = f"/v2/{ref.path}/manifests/{target}"
         accept = MANIFEST_ACCEPT if not media_type else f"{media_type}, {MANIFEST_ACCEPT}"
@@ -780,6 +954,7 @@ class RegistryCore:
             ref.domain,
             "GET",
             path,
+            endpoint=endpoint,
             headers={"Accept": accept},
             scopes=(f"repository:{ref.path}:pull",),
         )
@@ -802,10 +977,16 @@ class RegistryCore:
         if descriptor is None:
             descriptor, data = yield from self.resolve(ref)
         if data is None:
-            data, _, _ = yield from self._get_manifest(
-                ref, descriptor.digest, descriptor.media_type
-            )
-            _verify(data, descriptor, f"manifest {descriptor.digest} of {ref.name}")
+            wanted = descriptor
+
+            def attempt(endpoint: RegistryHost) -> Flow[bytes]:
+                fetched, _, _ = yield from self._get_manifest(
+                    ref, wanted.digest, wanted.media_type, endpoint
+                )
+                _verify(fetched, wanted, f"manifest {wanted.digest} of {ref.name}")
+                return fetched
+
+            data = yield from self.on_hosts(ref.domain, "pull", attempt)
         content = _json_object(data, f"manifest {descriptor.digest} of {ref.name}")
         media_type = _manifest_media_type(
             descriptor.media_type, data, f"manifest {descriptor.digest} of {ref.name}"
@@ -816,13 +997,19 @@ class RegistryCore:
 
     # --- blobs -----------------------------------------------------------------------
 
-    def blob_exists(self, ref: Reference, digest: str) -> Flow[bool]:
-        """Whether the repository of ``ref`` has the blob ``digest``."""
+    def blob_exists(
+        self, ref: Reference, digest: str, endpoint: RegistryHost | None = None
+    ) -> Flow[bool]:
+        """Whether the repository of ``ref`` has the blob ``digest``.
+
+        Asks ``endpoint``, by default the host pushes go to (mirrors are not asked).
+        """
         split_digest(digest)
         response = yield from self.request(
             ref.domain,
             "HEAD",
             f"/v2/{ref.path}/blobs/{digest}",
+            endpoint=endpoint or self.push_endpoint(ref.domain),
             scopes=(f"repository:{ref.path}:pull",),
         )
         status = response.status_code
@@ -850,7 +1037,7 @@ class RegistryCore:
         """
         emit = progress or (lambda event: None)
         digest = descriptor.digest
-        algorithm, _ = split_digest(digest)
+        split_digest(digest)  # refuse a malformed digest before any traffic
         if sink.exists(digest):
             emit(
                 ProgressEvent(
@@ -863,6 +1050,24 @@ class RegistryCore:
                 )
             )
             return descriptor
+        return (
+            yield from self.on_hosts(
+                ref.domain,
+                "pull",
+                lambda host: self._fetch_blob_at(ref, descriptor, sink, emit, host),
+            )
+        )
+
+    def _fetch_blob_at(
+        self,
+        ref: Reference,
+        descriptor: Descriptor,
+        sink: BlobSink,
+        emit: ProgressCallback,
+        endpoint: RegistryHost,
+    ) -> Flow[Descriptor]:
+        digest = descriptor.digest
+        algorithm, _ = split_digest(digest)
         writer = sink.writer(descriptor)
         committed = False
         try:
@@ -883,7 +1088,7 @@ class RegistryCore:
             while True:
                 headers = {"Range": f"bytes={received}-"} if received else {}
                 response = yield from self.request(
-                    ref.domain, "GET", path, headers=headers, scopes=scopes
+                    ref.domain, "GET", path, endpoint=endpoint, headers=headers, scopes=scopes
                 )
                 if response.status_code == 404:
                     yield Close(response)
@@ -978,7 +1183,7 @@ class RegistryCore:
                 )
             )
             return
-        _verify(data, descriptor, f"manifest {descriptor.digest} of {ref.name}")
+        # ``data`` was verified against ``descriptor`` when it was fetched: no second hash.
         writer = sink.writer(descriptor)
         try:
             writer.write(data)
@@ -1097,7 +1302,8 @@ class RegistryCore:
                 f"registry {ref.domain} opened an upload for {digest} without a Location",
                 status=response.status_code,
             )
-        return str(httpx.URL(self.base_url(ref.domain) + "/").join(location))
+        base = self.base_url(self.push_endpoint(ref.domain))
+        return str(httpx.URL(base + "/").join(location))
 
     def _upload(
         self,
