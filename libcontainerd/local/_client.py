@@ -40,7 +40,11 @@ from libcontainerd.errors import (
 )
 from libcontainerd.local import _monitor
 from libcontainerd.local._events import EventLog, LocalEventStream
-from libcontainerd.local._runtime import RuntimeDriver, runtime_error
+from libcontainerd.local._runtime import (
+    RuntimeDriver,
+    runtime_error,
+    validate_runtime_options,
+)
 from libcontainerd.local._stdio import (
     FifoIO,
     open_fifo_reader,
@@ -72,12 +76,30 @@ __all__ = ["LocalClient", "LocalContainer", "LocalProcess", "LocalTask"]
 DEFAULT_RUNTIME = "runc"
 DEFAULT_TIMEOUT = 30.0
 _MONITOR_SCRIPT = _monitor.__file__
-_KNOWN_OPTIONS: frozenset[str] = frozenset()
+_KNOWN_OPTIONS: frozenset[str] = frozenset({"events_max_bytes"})
+_MIN_EVENTS_BYTES = 1024
 _ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING)
 
 
 def _exit_status(record: Mapping[str, Any]) -> ExitStatus:
-    return ExitStatus(int(record["code"]), _dt.datetime.fromisoformat(str(record["exited_at"])))
+    error = record.get("error")
+    return ExitStatus(
+        int(record["code"]),
+        _dt.datetime.fromisoformat(str(record["exited_at"])),
+        str(error) if error else None,
+    )
+
+
+def _wait_pidfd(pidfd: int, deadline: float | None) -> bool:
+    """Whether the process behind ``pidfd`` exited before ``deadline``."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if poller.poll(None if left is None else int(left * 1000) + 1):
+            return True
+        if left is not None and left <= 0:
+            return False
 
 
 def _stdio_record(stdio: Stdio) -> dict[str, Any]:
@@ -273,19 +295,9 @@ class LocalProcess:
             except TimeoutError:
                 continue
             except OSError:
-                record = self._exit_record()
-                if record is not None:
-                    return _exit_status(record)
-                if not self._task_dir.exists():
-                    raise NotFound(f"task {self.container_id} was deleted") from None
-                if not self._exec_id and self._runtime_status() in _ALIVE:
-                    # The monitor was killed but the container lives on: its exit code
-                    # is lost, yet the caller may still wait for the exit itself.
-                    time.sleep(0.05 if left is None else min(0.05, left))
-                    continue
-                return ExitStatus.unknown(
-                    f"the monitor of {self.id} is gone and left no exit record"
-                )
+                if _monitor.monitor_alive(str(self._task_dir)):
+                    continue  # a transient connection failure, not a lost monitor
+                return self._wait_without_monitor(timeout, deadline)
             if reply.get("exit"):
                 return _exit_status(reply["exit"])
             if reply.get("error") not in (None, "timeout"):
@@ -299,6 +311,79 @@ class LocalProcess:
                     str(reply.get("stderr", "")),
                 )
 
+    def _wait_without_monitor(self, timeout: float | None, deadline: float | None) -> ExitStatus:
+        """The monitor is gone: wait for the process itself, then record a lost exit.
+
+        Only a process's parent (the monitor, as subreaper) can learn its exit code, and
+        the runtime's state keeps none, so once the monitor was killed the code cannot be
+        recovered. The exit itself can still be awaited, through a pidfd (no polling),
+        and is recorded once as code 255 with an ``error`` saying why, so every later
+        call and every client agree and subscribers get their ``/tasks/exit``.
+        """
+        record = self._exit_record()
+        if record is not None:
+            return _exit_status(record)
+        if not self._task_dir.exists():
+            raise NotFound(f"task {self.container_id} was deleted") from None
+        pidfd = self._live_pidfd()
+        if pidfd >= 0:
+            try:
+                if not _wait_pidfd(pidfd, deadline):
+                    raise DeadlineExceeded(f"process {self.id} did not exit within {timeout}s")
+            finally:
+                os.close(pidfd)
+        return self._record_lost_exit()
+
+    def _live_pidfd(self) -> int:
+        """A pidfd on this process while it still runs in the container, else -1."""
+        pid = self.pid
+        if not pid:
+            return -1
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return -1
+        # The pid may have been reused since: trust the pidfd only if the runtime (asked
+        # after it was opened) still places this pid in the container.
+        try:
+            if self._exec_id:
+                alive = pid in self._driver.ps(self.container_id)
+            else:
+                state = self._driver.state(self.container_id)
+                alive = state.get("pid") == pid and Status.parse(
+                    str(state.get("status", "unknown"))
+                ) in (*_ALIVE, Status.CREATED)
+        except Error:
+            alive = False
+        if not alive:
+            os.close(pidfd)
+            return -1
+        return pidfd
+
+    def _record_lost_exit(self) -> ExitStatus:
+        """Store (once, whichever client comes first) the exit of an unmonitored process."""
+        record = {
+            "code": ExitStatus.UNKNOWN_CODE,
+            "exited_at": _monitor.now_iso(),
+            "pid": self.pid,
+            "error": (
+                f"the monitor of container {self.container_id} was killed before process "
+                f"{self.id} exited, so its exit code is lost (reported as "
+                f"{ExitStatus.UNKNOWN_CODE}); only the monitor, as the process's parent, can "
+                f"learn it; do not kill the process whose pid is in {self._task_dir}/monitor.pid"
+            ),
+        }
+        if _monitor.create_exit(str(self._dir), record):
+            self._client.events_log.publish(
+                "/tasks/exit",
+                container_id=self.container_id,
+                process_id=self._exec_id,
+                pid=record["pid"],
+                exit_code=record["code"],
+                exited_at=record["exited_at"],
+            )
+        return _exit_status(self._exit_record() or record)
+
     def status(self) -> Status:
         """The current status."""
         if self._exit_record() is not None:
@@ -306,7 +391,7 @@ class LocalProcess:
         if self._exec_id:
             return Status.RUNNING if self.pid else Status.CREATED
         status = self._runtime_status()
-        if status is Status.STOPPED:
+        if status is Status.STOPPED and _monitor.monitor_alive(str(self._task_dir)):
             # The monitor records the exit a moment after the runtime sees it.
             for _ in range(50):
                 if self._exit_record() is not None:
@@ -622,10 +707,6 @@ class LocalContainer:
         self.client.events_log.publish("/containers/update", container_id=self._id)
         return dict(record["labels"])
 
-    def _driver(self) -> RuntimeDriver:
-        record = self.client.store.get(self._id)
-        return self.client.driver_for(str(record["runtime"]["name"]))
-
     def new_task(
         self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
     ) -> LocalTask:
@@ -636,23 +717,28 @@ class LocalContainer:
         stdio = stdio or NullIO()
         _check_terminal(stdio, spec.get("process") or {}, f"container {self._id}'s spec")
         stdio_rec = _stdio_record(stdio)
-        driver = client.driver_for(str(record["runtime"]["name"]))
+        options = dict(record["runtime"].get("options") or {})
+        driver = client.driver_for(str(record["runtime"]["name"]), options)
         bundle = client.layout.container_dir(self._id)
         task_dir = client.layout.task_dir(self._id)
-        try:
-            task_dir.mkdir()
-        except FileExistsError:
-            raise AlreadyExists(
-                f"container {self._id} already has a task; use task() or attach_task(), "
-                "or delete it first"
-            ) from None
+        # Under the namespace lock, so a concurrent delete() of the container either sees
+        # this task or has removed the record first (then this is NotFound).
+        with client.layout.locked():
+            client.store.get(self._id)
+            try:
+                task_dir.mkdir()
+            except FileExistsError:
+                raise AlreadyExists(
+                    f"container {self._id} already has a task; use task() or attach_task(), "
+                    "or delete it first"
+                ) from None
         try:
             config = dict(spec)
             config["process"] = _with_console_size(spec["process"], stdio)
             _monitor.write_json_atomic(str(bundle / "config.json"), config, durable=False)
             _monitor.write_json_atomic(
                 str(task_dir / "task.json"),
-                {"runtime": driver.name, "stdio": stdio_rec},
+                {"runtime": driver.name, "runtime_options": options, "stdio": stdio_rec},
                 durable=False,
             )
             _make_fifos(task_dir, stdio_rec)
@@ -690,6 +776,7 @@ class LocalContainer:
             "bundle": str(bundle),
             "task_dir": str(task_dir),
             "events": str(client.layout.events_file),
+            "events_max_bytes": client.events_max_bytes,
             "namespace": client.namespace,
             "timeout": client.timeout,
             "stdio": stdio,
@@ -747,7 +834,7 @@ class LocalContainer:
             raise NotFound(
                 f"container {self._id} has no task; create one with new_task()"
             ) from None
-        driver = client.driver_for(str(task_rec["runtime"]))
+        driver = client.driver_for(str(task_rec["runtime"]), task_rec.get("runtime_options"))
         io = None
         if attach:
             stored = task_rec["stdio"]
@@ -787,10 +874,15 @@ class LocalContainer:
                     "(task().delete() or force_delete())"
                 )
 
+        def check_and_release() -> None:
+            # Under the namespace lock: a task created by another client between a first
+            # check and the release would otherwise lose its root filesystem.
+            check()
+            if self.client.store.get(self._id).get("image"):
+                self.client.images.release_image_rootfs(self.client.layout.container_dir(self._id))
+
         check()
-        if self.client.store.get(self._id).get("image"):
-            self.client.images.release_image_rootfs(self.client.layout.container_dir(self._id))
-        self.client.store.delete(self._id, check=check)
+        self.client.store.delete(self._id, check=check_and_release)
         self.client.events_log.publish("/containers/delete", container_id=self._id)
 
 
@@ -858,17 +950,30 @@ class LocalClient:
         if unknown:
             raise InvalidArgument(
                 f"unknown option(s) for the local backend: {', '.join(unknown)}; "
-                "the local backend accepts root=, state=, runtime=, namespace=, timeout= "
-                "and on_event="
+                "the local backend accepts root=, state=, runtime=, namespace=, timeout=, "
+                "on_event= and events_max_bytes="
             )
+        events_max = config.options.get("events_max_bytes", _monitor.EVENTS_MAX_BYTES)
+        if (
+            not isinstance(events_max, int)
+            or isinstance(events_max, bool)
+            or events_max < _MIN_EVENTS_BYTES
+        ):
+            raise InvalidArgument(
+                f"events_max_bytes must be an int of at least {_MIN_EVENTS_BYTES} (the size "
+                f"at which the events file is rotated), got {events_max!r}"
+            )
+        self.events_max_bytes = events_max
         self.timeout = config.timeout or DEFAULT_TIMEOUT
         self.runtime = config.runtime or DEFAULT_RUNTIME
         self.layout = Layout(
             config.root or default_root(), config.state or default_state(), config.namespace
         )
         self.store = ContainerStore(self.layout)
-        self.events_log = EventLog(str(self.layout.events_file), self.layout.namespace)
-        self._drivers: dict[str, RuntimeDriver] = {}
+        self.events_log = EventLog(
+            str(self.layout.events_file), self.layout.namespace, max_bytes=events_max
+        )
+        self._drivers: dict[tuple[str, str, str], RuntimeDriver] = {}
         self._lock = threading.Lock()
         self.driver_for(self.runtime)  # fail now when the runtime is missing
         self._images: LocalImageService | None = None
@@ -887,15 +992,28 @@ class LocalClient:
 
             threading.Thread(target=pump, name="libcontainerd-local-events", daemon=True).start()
 
-    def driver_for(self, runtime: str) -> RuntimeDriver:
-        """The (cached) driver of ``runtime``."""
+    def driver_for(
+        self, runtime: str, runtime_options: Mapping[str, Any] | None = None
+    ) -> RuntimeDriver:
+        """The (cached) driver of ``runtime`` with ``runtime_options`` (see RUNTIME_OPTIONS).
+
+        Without a ``root`` option the runtime's state lives under ``state``, keyed by the
+        binary actually run, so two binaries never share a state directory.
+        """
+        options = validate_runtime_options(runtime_options)
+        binary_name = options.get("binary_name")
+        if "root" in options:
+            state_root = Path(options["root"]) / self.layout.namespace
+        else:
+            state_root = self.layout.runtime_root(binary_name or runtime)
+        key = (runtime, binary_name or "", str(state_root))
         with self._lock:
-            driver = self._drivers.get(runtime)
+            driver = self._drivers.get(key)
             if driver is None:
                 driver = RuntimeDriver(
-                    runtime, self.layout.runtime_root(runtime), timeout=self.timeout
+                    runtime, state_root, timeout=self.timeout, binary_name=binary_name
                 )
-                self._drivers[runtime] = driver
+                self._drivers[key] = driver
             return driver
 
     @property
@@ -962,7 +1080,8 @@ class LocalClient:
             if not isinstance(key, str) or not key or not isinstance(value, str):
                 raise InvalidArgument(f"label {key!r}={value!r}: keys and values must be str")
         runtime_name = runtime or self.runtime
-        self.driver_for(runtime_name)
+        options = validate_runtime_options(runtime_options)
+        self.driver_for(runtime_name, options)
         if self.store.exists(container_id):
             raise AlreadyExists(
                 f"container {container_id!r} already exists in namespace {self.namespace!r}; "
@@ -985,7 +1104,7 @@ class LocalClient:
                 container_id,
                 spec,
                 runtime=runtime_name,
-                runtime_options=runtime_options or {},
+                runtime_options=options,
                 labels=labels or {},
                 image=image or "",
                 extensions=extensions or {},

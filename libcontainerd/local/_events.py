@@ -3,6 +3,10 @@
 Monitors append task events (create, start, exec-started, exit) and clients the rest
 (exec-added, paused, resumed, delete, container events), each line under an exclusive
 lock, so a container's events appear in the order they happened.
+
+The file is bounded: at ``max_bytes`` it becomes ``<name>.jsonl.1`` and a new file starts.
+A subscriber reads the rotated file to its end before moving to the new one, so it misses
+nothing unless it falls more than a whole file behind.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from libcontainerd.local._monitor import append_event, now_iso
+from libcontainerd.local._monitor import EVENTS_MAX_BYTES, append_event, now_iso
 from libcontainerd.local._store import matches_filters
 from libcontainerd.types.events import Event
 
@@ -68,9 +73,10 @@ def _lookup(event: Event) -> Callable[[str], str | None]:
 class EventLog:
     """Writes events of one namespace."""
 
-    def __init__(self, path: str, namespace: str) -> None:
+    def __init__(self, path: str, namespace: str, *, max_bytes: int = EVENTS_MAX_BYTES) -> None:
         self.path = path
         self.namespace = namespace
+        self.max_bytes = max_bytes
 
     def publish(self, topic: str, **fields: Any) -> None:
         """Append an event with ``topic`` and ``fields``."""
@@ -80,7 +86,7 @@ class EventLog:
             "timestamp": now_iso(),
         }
         record.update(fields)
-        append_event(self.path, record)
+        append_event(self.path, record, max_bytes=self.max_bytes)
 
 
 class LocalEventStream:
@@ -89,26 +95,67 @@ class LocalEventStream:
     def __init__(self, path: str, filters: Sequence[str] = ()) -> None:
         matches_filters(filters, lambda _key: None)  # validate early
         self._filters = list(filters)
+        self._path = path
         self._closed = threading.Event()
+        # Serialises reads with close(), which may come from another thread.
+        self._io_lock = threading.Lock()
         # Open (creating if needed) and start at the end: only new events are seen.
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "rb")
         self._file.seek(0, os.SEEK_END)
         self._partial = b""
+        self._pending: deque[bytes] = deque()
 
     def __iter__(self) -> Iterator[Event]:
         return self
 
+    def _follow_rotation(self) -> bool:
+        """At the end of our file: if it was rotated, finish it and open the new one."""
+        try:
+            current = os.stat(self._path)
+        except FileNotFoundError:
+            return False  # rotated, and no event written since
+        mine = os.fstat(self._file.fileno())
+        if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            return False
+        # Writers never touch a rotated file again, so what is left in it is final.
+        rest = self._file.read().splitlines(keepends=True)
+        if rest and not rest[-1].endswith(b"\n"):
+            rest[-1] += b"\n"  # a torn line must not glue onto the next file's first
+        elif not rest:
+            self._partial = b""
+        self._pending.extend(rest)
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return bool(rest)
+        self._file.close()
+        self._file = os.fdopen(fd, "rb")
+        return True
+
+    def _next_line(self) -> bytes | None:
+        """The next complete line, ``b""`` when none is there yet, ``None`` once closed."""
+        with self._io_lock:
+            while not self._closed.is_set():
+                line = self._pending.popleft() if self._pending else self._file.readline()
+                if not line:
+                    if self._follow_rotation():
+                        continue
+                    return b""
+                self._partial += line
+                if self._partial.endswith(b"\n"):
+                    data, self._partial = self._partial, b""
+                    return data
+            return None
+
     def poll(self, timeout: float | None) -> Event | None:
         """The next event, or ``None`` when none came within ``timeout`` or on close."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._closed.is_set():
-            line = self._file.readline()
-            if line:
-                self._partial += line
-                if not self._partial.endswith(b"\n"):
-                    continue
-                data, self._partial = self._partial, b""
+        while True:
+            data = self._next_line()
+            if data is None:
+                return None
+            if data:
                 try:
                     record = json.loads(data)
                 except ValueError:
@@ -122,7 +169,6 @@ class LocalEventStream:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             self._closed.wait(_POLL)
-        return None
 
     def __next__(self) -> Event:
         event = self.poll(None)
@@ -136,8 +182,10 @@ class LocalEventStream:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """Stop the subscription; a blocked ``next()`` ends with StopIteration."""
+        """Stop the subscription and release its file; a blocked ``next()`` ends."""
         self._closed.set()
+        with self._io_lock:
+            self._file.close()
 
     def __enter__(self) -> LocalEventStream:
         return self

@@ -13,7 +13,8 @@ appended by the monitor to the namespace's events file so they are ordered per c
 The monitor exits once the init and every other child have been reaped.
 
 The helpers :func:`append_event`, :func:`write_json_atomic`, :func:`read_exit`,
-:func:`control_address` and :func:`request` are shared with the client so that the file
+:func:`create_exit`, :func:`monitor_alive`, :func:`control_address` and :func:`request`
+are shared with the client so that the file
 formats have a single definition.
 """
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:  # typing costs milliseconds of start-up on the hot path
 
 _PR_SET_CHILD_SUBREAPER = 36
 _EXIT_FILE = "exit.json"
+
+#: Default size at which a namespace's events file is rotated.
+EVENTS_MAX_BYTES = 8 << 20
 
 
 # ----------------------------------------------------------------- shared helpers
@@ -90,15 +94,68 @@ def read_exit(directory: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def append_event(path: str, record: dict[str, Any]) -> None:
-    """Append one event as a JSON line to the events file ``path`` (under an exclusive lock)."""
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def create_exit(directory: str, record: dict[str, Any]) -> bool:
+    """Store ``record`` as the exit record in ``directory`` unless one exists already.
+
+    Returns whether this call created it. Linking a complete temp file into place makes
+    the record appear whole and lets exactly one of several racing writers win.
+    """
+    path = os.path.join(directory, _EXIT_FILE)
+    tmp = os.path.join(directory, f".{_EXIT_FILE}.{os.urandom(8).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, line)
+        os.write(fd, json.dumps(record, sort_keys=True).encode())
+        os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    return True
+
+
+def monitor_alive(task_dir: str) -> bool:
+    """Whether the monitor of the task in ``task_dir`` still listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(control_address(task_dir))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def append_event(path: str, record: dict[str, Any], *, max_bytes: int = EVENTS_MAX_BYTES) -> None:
+    """Append one event as a JSON line to the events file ``path`` (under an exclusive lock).
+
+    Once the file reaches ``max_bytes`` it is renamed to ``<path>.1`` (replacing the
+    previous one) under the same lock, so the next event starts a new file. A writer that
+    opened the file just before a rotation notices the changed inode once it holds the
+    lock and writes to the new file instead: the rotated file never grows again, which is
+    what lets readers finish it and move on (see ``LocalEventStream``).
+    """
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
+                continue
+            os.write(fd, line)
+            if mine.st_size + len(line) >= max_bytes:
+                os.rename(path, path + ".1")
+            return
+        finally:
+            os.close(fd)
 
 
 def control_address(task_dir: str) -> bytes:
@@ -175,6 +232,7 @@ class Monitor:
         self.container_id: str = args["id"]
         self.task_dir: str = args["task_dir"]
         self.events: str = args["events"]
+        self.events_max: int = int(args.get("events_max_bytes") or EVENTS_MAX_BYTES)
         self.namespace: str = args["namespace"]
         self.timeout: float = float(args["timeout"])
         self.cv = threading.Condition()
@@ -197,7 +255,7 @@ class Monitor:
             "container_id": self.container_id,
         }
         record.update(fields)
-        append_event(self.events, record)
+        append_event(self.events, record, max_bytes=self.events_max)
 
     def spawn(self, argv: list[str], fds: dict[int, int]) -> int:
         """Fork/exec ``argv`` with ``fds`` mapped (target -> source) as its stdio."""

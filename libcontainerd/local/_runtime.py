@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,21 @@ from libcontainerd.errors import (
     RuntimeCommandError,
 )
 
-__all__ = ["RuntimeDriver", "runtime_error", "runtime_key"]
+__all__ = [
+    "RUNTIME_OPTIONS",
+    "RuntimeDriver",
+    "find_runtime",
+    "runtime_error",
+    "runtime_key",
+    "validate_runtime_options",
+]
+
+#: The ``runtime_options`` the local backend understands (the names containerd's runc
+#: shim options use, in snake case), with what each one does.
+RUNTIME_OPTIONS: dict[str, str] = {
+    "binary_name": "the runtime binary to run (a name searched in PATH, or a path)",
+    "root": "the runtime's state root (an absolute path; the namespace is appended)",
+}
 
 _NOT_FOUND = re.compile(r"container does not exist|container not found|no such container", re.I)
 _PRECONDITION = re.compile(
@@ -75,6 +89,40 @@ def runtime_error(
     return RuntimeCommandError(message, command=command, exit_code=exit_code, stderr=stderr)
 
 
+def validate_runtime_options(options: object) -> dict[str, str]:
+    """``options`` checked against :data:`RUNTIME_OPTIONS`, as a plain dict.
+
+    Raises :class:`InvalidArgument` naming the allowed options for an unknown one, and
+    for a value of the wrong shape.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise InvalidArgument(
+            f"runtime_options must be a mapping such as {{'binary_name': 'crun'}}, "
+            f"not {type(options).__name__}"
+        )
+    allowed = ", ".join(sorted(RUNTIME_OPTIONS))
+    result: dict[str, str] = {}
+    for key, value in options.items():
+        if key not in RUNTIME_OPTIONS:
+            raise InvalidArgument(
+                f"unknown runtime option {key!r} for the local backend; allowed: {allowed}"
+            )
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise InvalidArgument(
+                f"runtime option {key!r} must be a non-empty string ({RUNTIME_OPTIONS[key]}), "
+                f"got {value!r}"
+            )
+        if key == "root" and not os.path.isabs(value):
+            raise InvalidArgument(
+                f"runtime option 'root' must be an absolute path, got {value!r}; "
+                "pass e.g. str(Path(root).absolute())"
+            )
+        result[key] = value
+    return result
+
+
 def _stderr_text(raw: str) -> str:
     """Reduce runc's ``time=... level=error msg="..."`` lines to their messages."""
     out = []
@@ -97,16 +145,28 @@ def find_runtime(name: str) -> str | None:
 
 
 class RuntimeDriver:
-    """Runs one OCI runtime binary with a private state root."""
+    """Runs one OCI runtime binary with a private state root.
 
-    def __init__(self, runtime: str, state_root: Path, *, timeout: float) -> None:
+    ``name`` is the runtime the container was created with; ``binary_name`` (the runtime
+    option of that name) picks another binary speaking the same CLI.
+    """
+
+    def __init__(
+        self, runtime: str, state_root: Path, *, timeout: float, binary_name: str | None = None
+    ) -> None:
         if not isinstance(runtime, str) or not runtime:
             raise InvalidArgument(f"runtime must be a non-empty name or path, got {runtime!r}")
-        binary = find_runtime(runtime)
+        wanted = binary_name or runtime
+        binary = find_runtime(wanted)
         if binary is None:
+            how = (
+                "fix the runtime option binary_name"
+                if binary_name
+                else "pass runtime='/path/to/runtime'"
+            )
             raise NotFound(
-                f"OCI runtime {runtime!r} is not installed or not executable; install it "
-                "(e.g. apt-get install runc) or pass runtime='/path/to/runtime'"
+                f"OCI runtime {wanted!r} is not installed or not executable; install it "
+                f"(e.g. apt-get install runc) or {how}"
             )
         self.name = runtime
         self.binary = str(binary)
