@@ -14,6 +14,7 @@ from ._async import (
     AsyncRemoteClient,
     AsyncRemoteContainer,
     AsyncRemoteEventStream,
+    AsyncRemoteImages,
     AsyncRemoteProcess,
     AsyncRemoteProcessIO,
     AsyncRemoteTask,
@@ -31,6 +32,7 @@ __all__ = [
     "AsyncRemoteClient",
     "AsyncRemoteContainer",
     "AsyncRemoteEventStream",
+    "AsyncRemoteImages",
     "AsyncRemoteProcess",
     "AsyncRemoteProcessIO",
     "AsyncRemoteTask",
@@ -58,4 +60,4 @@ def create_client(config: ClientConfig) -> Client:
 
 def create_async_client(config: ClientConfig) -> AsyncClient:
     """An asyncio client for the containerd at ``config.address``."""
-    return cast("AsyncClient", AsyncRemoteClient(config))
+    return AsyncRemoteClient(config)
