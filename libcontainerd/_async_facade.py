@@ -40,6 +40,7 @@ from typing import (
 from .client import (
     AsyncContainer,
     BackendName,
+    Client,
     Container,
     EventStream,
     ImageService,
@@ -73,7 +74,6 @@ __all__ = [
     "AsyncProcessFacade",
     "AsyncProcessIOFacade",
     "AsyncTaskFacade",
-    "BlockingClient",
     "PollableEventStream",
     "Runner",
 ]
@@ -118,41 +118,6 @@ class Runner:
 
 
 # --------------------------------------------------------------------- protocols
-
-
-class BlockingClient(Protocol):
-    """What the facade needs of a blocking client: :class:`~libcontainerd.client.Client`,
-    except that ``containers()`` may return any sequence of containers."""
-
-    @property
-    def backend(self) -> BackendName: ...
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def images(self) -> ImageService: ...
-
-    def version(self) -> Version: ...
-
-    def new_container(
-        self,
-        container_id: str,
-        spec: Spec | None = None,
-        *,
-        image: str | None = None,
-        runtime: str | None = None,
-        runtime_options: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> Container: ...
-
-    def load_container(self, container_id: str) -> Container: ...
-
-    def containers(self, filters: Sequence[str] = ()) -> Sequence[Container]: ...
-
-    def events(self, filters: Sequence[str] = ()) -> EventStream: ...
-
-    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -566,7 +531,7 @@ class AsyncImageServiceFacade:
         )
 
 
-ClientT = TypeVar("ClientT", bound=BlockingClient)
+ClientT = TypeVar("ClientT", bound=Client)
 _Self = TypeVar("_Self", bound="AsyncClientFacade[Any]")
 
 
@@ -668,7 +633,7 @@ if TYPE_CHECKING:
     )
 
     def _conforms(
-        client: AsyncClientFacade[BlockingClient],
+        client: AsyncClientFacade[Client],
         container: AsyncContainerFacade,
         task: AsyncTaskFacade,
         process: AsyncProcessFacade,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
+from ..client import Container
 from ..config import ClientConfig
 from ..errors import (
     Canceled,
@@ -846,7 +847,7 @@ class RemoteClient:
         container._record()
         return container
 
-    def containers(self, filters: Sequence[str] = ()) -> list[RemoteContainer]:
+    def containers(self, filters: Sequence[str] = ()) -> list[Container]:
         """Every container in the namespace, optionally filtered (containerd filter syntax)."""
         if isinstance(filters, str):
             filters = [filters]
