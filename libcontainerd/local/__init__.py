@@ -20,10 +20,12 @@ How it works:
 * ``client.images`` is the coalesced image store (``_images``); ``new_container(image=)``
   prepares the container's root filesystem from it.
 
-Known limits: no extra backend options are accepted (any is an ``InvalidArgument``);
-``runtime_options`` are stored but not interpreted; the events file is never rotated;
-restoring from a checkpoint is wired (``new_task(checkpoint_dir=)``) but untested here
-because CRIU does not work on this machine.
+Known limits: the only extra backend option is ``events_max_bytes=`` (events file
+rotation size, default 8 MiB; a subscriber more than one whole file behind misses
+events); ``runtime_options`` accepts ``binary_name`` and ``root``; a SIGKILLed monitor
+loses its processes' exit codes (reported as 255 with ``ExitStatus.error``); restoring
+from a checkpoint is wired (``new_task(checkpoint_dir=)``) but untested here because
+CRIU does not work on this machine.
 """
 
 from __future__ import annotations

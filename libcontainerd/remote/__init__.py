@@ -2,7 +2,10 @@
 
 The factory (:func:`libcontainerd.new_client`) calls :func:`create_client` or
 :func:`create_async_client`. Backend options (keyword arguments of ``new_client``):
-``tls_ca``, ``tls_cert``, ``tls_key`` (paths or PEM bytes) for ``tcp://`` addresses.
+``tls_ca``, ``tls_cert``, ``tls_key`` (paths or PEM bytes) for ``tcp://`` addresses, and
+``registry`` (a dict passed to every registry client the image service uses: ``ca_file``,
+``insecure_hosts``, ``docker_config``, ``credentials``, ``client_cert``, ``timeout``,
+``max_retries``, ``retry``), e.g. ``new_client("remote", registry={"ca_file": "/etc/ca.pem"})``.
 """
 
 from __future__ import annotations
