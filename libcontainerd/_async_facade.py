@@ -332,9 +332,12 @@ class AsyncTaskFacade(AsyncProcessFacade):
         created = await self._run(self._task.exec, process_id, process, stdio=stdio)
         return AsyncProcessFacade(created, self._run)
 
-    async def load_process(self, process_id: str) -> AsyncProcessFacade:
-        """A handle on an existing exec'd process."""
-        return AsyncProcessFacade(await self._run(self._task.load_process, process_id), self._run)
+    async def load_process(
+        self, process_id: str, *, stdio: Stdio | None = None
+    ) -> AsyncProcessFacade:
+        """A handle on an existing exec'd process, re-attached to its streams with ``stdio``."""
+        process = await self._run(self._task.load_process, process_id, stdio=stdio)
+        return AsyncProcessFacade(process, self._run)
 
     async def pids(self) -> list[ProcessInfo]:
         """The host pids of the container's processes."""

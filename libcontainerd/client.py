@@ -150,8 +150,12 @@ class Task(Process, Protocol):
     def exec(self, process_id: str, process: ProcessSpec, *, stdio: Stdio | None = None) -> Process:
         """Create (not start) an extra process in the container."""
 
-    def load_process(self, process_id: str) -> Process:
-        """A handle on an existing exec'd process; ``NotFound`` when there is none."""
+    def load_process(self, process_id: str, *, stdio: Stdio | None = None) -> Process:
+        """A handle on an existing exec'd process; ``NotFound`` when there is none.
+
+        With ``PipedIO`` or ``TerminalIO`` the handle re-attaches to the live streams the
+        process was created with (after the caller restarted, say); without, ``io`` is None.
+        """
 
     def pids(self) -> list[ProcessInfo]:
         """The host pids of every process in the container."""
@@ -397,7 +401,9 @@ class AsyncTask(AsyncProcess, Protocol):
         self, process_id: str, process: ProcessSpec, *, stdio: Stdio | None = None
     ) -> AsyncProcess: ...
 
-    async def load_process(self, process_id: str) -> AsyncProcess: ...
+    async def load_process(
+        self, process_id: str, *, stdio: Stdio | None = None
+    ) -> AsyncProcess: ...
 
     async def pids(self) -> list[ProcessInfo]: ...
 

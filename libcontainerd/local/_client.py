@@ -490,6 +490,8 @@ class LocalTask(LocalProcess):
             _monitor.write_json_atomic(
                 str(directory / "process.json"), _with_console_size(process, stdio), durable=False
             )
+            # Kept so load_process(stdio=) can re-attach the way the process was made.
+            _monitor.write_json_atomic(str(directory / "stdio.json"), stdio_rec, durable=False)
             _make_fifos(directory, stdio_rec)
             self._request(
                 {
@@ -510,12 +512,31 @@ class LocalTask(LocalProcess):
         )
         return LocalProcess(self._container, self._driver, process_id, directory, io)
 
-    def load_process(self, process_id: str) -> LocalProcess:
-        """A handle on an exec'd process (without its live streams)."""
+    def load_process(self, process_id: str, *, stdio: Stdio | None = None) -> LocalProcess:
+        """A handle on an exec'd process; with piped or terminal ``stdio``, re-attached to
+        the streams it was created with."""
         directory = self._client.layout.exec_dir(self.container_id, process_id)
         if not (directory / "process.json").exists():
             raise NotFound(f"no process {process_id!r} in task {self.container_id}")
-        return LocalProcess(self._container, self._driver, process_id, directory, None)
+        process = LocalProcess(self._container, self._driver, process_id, directory, None)
+        if stdio is None or isinstance(stdio, (NullIO, FileIO)):
+            return process
+        try:
+            stored = json.loads((directory / "stdio.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise FailedPrecondition(
+                f"process {process_id!r} has no stdio record to attach to; it was made by an "
+                "older client or its files were removed"
+            ) from None
+        if _stdio_record(stdio)["kind"] != stored["kind"]:
+            raise InvalidArgument(
+                f"process {process_id!r} was created with {stored['kind']} stdio; "
+                "attach with the same kind"
+            )
+        process._io = _open_io(directory, stored, None if stored["kind"] == "tty" else -1)
+        if stored["kind"] == "tty":
+            process._attach_console()
+        return process
 
     def pids(self) -> list[ProcessInfo]:
         """The host pids of the container's processes (exec'd ones carry their exec id)."""

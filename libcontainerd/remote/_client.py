@@ -358,12 +358,27 @@ class RemoteTask(RemoteProcess):
             raise
         return RemoteProcess(self._client, self._container_id, exec_id, stdio=process_stdio)
 
-    def load_process(self, process_id: str) -> RemoteProcess:
-        """A handle on an existing exec'd process; ``NotFound`` when there is none."""
+    def load_process(self, process_id: str, *, stdio: Stdio | None = None) -> RemoteProcess:
+        """A handle on an existing exec'd process; ``NotFound`` when there is none.
+
+        With piped or terminal ``stdio`` the handle re-opens the process's FIFOs.
+        """
         exec_id = _validate_id(process_id, "exec id")
         process = RemoteProcess(self._client, self._container_id, exec_id)
         info = process._get()
         process._pid = info.pid
+        if stdio is not None:
+            process._stdio = self._client._track(
+                attach_stdio(
+                    stdio,
+                    stdin=info.stdin,
+                    stdout=info.stdout,
+                    stderr=info.stderr,
+                    terminal=info.terminal,
+                    on_stdin_close=process._close_io,
+                    is_running=process._is_running,
+                )
+            )
         return process
 
     def pids(self) -> list[ProcessInfo]:
@@ -616,44 +631,6 @@ class RemoteContainer:
 
     def __repr__(self) -> str:
         return f"<RemoteContainer {self._id}>"
-
-
-_IMAGES_MISSING = (
-    "images are not implemented by the remote backend in this version; create containers "
-    "from a root filesystem directory (oci.with_rootfs)"
-)
-
-
-class UnimplementedImages:
-    """Stands in for the image service until the remote backend gains one."""
-
-    def pull(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
-
-    def push(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
-
-    def list(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
-
-    def remove(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
-
-    def import_archive(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
-
-    def export_archive(self, *args: Any, **kwargs: Any) -> Any:
-        """Raise ``Unimplemented``."""
-        raise Unimplemented(_IMAGES_MISSING)
 
 
 def _check_registry_options(options: Mapping[str, Any]) -> None:

@@ -418,6 +418,11 @@ def attach_stdio(
     """Re-open the FIFOs an existing process was created with (``attach_task``)."""
     if stdio is None or isinstance(stdio, (NullIO, FileIO)):
         return ProcessStdio(stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal)
+    if isinstance(stdio, TerminalIO) != terminal:
+        made, asked = ("a terminal", "piped") if terminal else ("pipes", "terminal")
+        raise InvalidArgument(
+            f"the process was created with {made}; attach with the same kind, not {asked} stdio"
+        )
     paths = [Path(p) for p in (stdin, stdout, stderr) if p]
     fifos = [p for p in paths if p.exists() and stat.S_ISFIFO(p.stat().st_mode)]
     if not fifos:

@@ -323,6 +323,39 @@ def test_attach_from_new_client(env: Env, client: Any) -> None:
     attached.delete()
 
 
+def test_attach_process_from_new_client(env: Env, client: Any) -> None:
+    """An exec'd process's live streams are re-attached by a client that did not make it."""
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    exec_id = unique_id("e")
+    process = task.exec(
+        exec_id, _exec_spec(env, "sh", "-c", "read line; echo got:$line"), stdio=PipedIO()
+    )
+    process.start()
+    client.close()
+
+    second = env.new_client()
+    attached = second.load_container(container.id).task().load_process(exec_id, stdio=PipedIO())
+    attached.io.stdin.write(b"again\n")
+    attached.io.stdin.flush()
+    assert attached.io.stdout.readline() == b"got:again\n"
+    assert attached.wait(timeout=30).code == 0
+    attached.delete()
+    second.load_container(container.id).task().force_delete()
+
+
+def test_attach_process_with_another_stdio_kind_is_refused(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    exec_id = unique_id("e")
+    task.exec(exec_id, _exec_spec(env, *SLEEP), stdio=PipedIO()).start()
+    with pytest.raises((InvalidArgument, FailedPrecondition)):
+        task.load_process(exec_id, stdio=TerminalIO())
+    task.force_delete()
+
+
 def test_load_missing_process(env: Env, client: Any) -> None:
     container = env.container(client, with_process_args(*SLEEP))
     task = container.new_task()
@@ -542,8 +575,8 @@ def test_exec_large_output_under_tty(env: Env, client: Any) -> None:
 
 
 def test_exec_load_process_from_new_client(env: Env, client: Any, tmp_path: Path) -> None:
-    # The contract has no attach for exec'd processes: a new client finds the process with
-    # load_process and waits for it; its output went to files, which outlive any client.
+    # A new client finds the process with load_process and waits for it; its output went
+    # to files, which outlive any client.
     container = env.container(client, with_process_args(*SLEEP))
     task = container.new_task()
     task.start()
