@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
@@ -137,12 +138,62 @@ class RemoteEventStream:
         self._stream = stream
         self._resubscribe = resubscribe
         self._closed = threading.Event()
+        self._finished = False
         self._lock = threading.Lock()
+        # Started by the first poll(): a gRPC stream cannot wait with a timeout, so a
+        # reader thread owned by the stream feeds a queue that poll() can wait on.
+        self._reader: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[Event | BaseException | None] = queue.SimpleQueue()
 
     def __iter__(self) -> Iterator[Event]:
         return self
 
     def __next__(self) -> Event:
+        if self._reader is None:
+            return self._read()
+        event = self.poll(None)
+        if event is None:
+            raise StopIteration
+        return event
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream was closed or has ended."""
+        return self._closed.is_set() or self._finished
+
+    def poll(self, timeout: float | None) -> Event | None:
+        """The next event, or ``None`` when none came within ``timeout`` or the stream ended."""
+        with self._lock:
+            if self._reader is None and not self._closed.is_set():
+                self._reader = threading.Thread(
+                    target=self._pump, name="libcontainerd-remote-events", daemon=True
+                )
+                self._reader.start()
+        if self._finished or self._closed.is_set():
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if self._closed.is_set():
+            return None  # events still queued at close() are dropped, as iteration ends
+        if item is None or isinstance(item, BaseException):
+            self._finished = True
+            if isinstance(item, BaseException):
+                raise item
+            return None
+        return item
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                self._queue.put(self._read())
+        except StopIteration:
+            self._queue.put(None)
+        except BaseException as error:  # handed to the reader, who raises it
+            self._queue.put(None if self._closed.is_set() else error)
+
+    def _read(self) -> Event:
         backoff: Backoff | None = None
         while True:
             if self._closed.is_set():
@@ -178,6 +229,7 @@ class RemoteEventStream:
             self._closed.set()
             stream = self._stream
         stream.cancel()
+        self._queue.put(None)  # wakes a poll() waiting on the queue
 
     def __enter__(self) -> RemoteEventStream:
         return self

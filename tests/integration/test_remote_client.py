@@ -298,3 +298,33 @@ def test_tcp_address(tmp_path: Path, tls: bool) -> None:
             plain.close()
     finally:
         daemon.stop()
+
+
+@pytest.mark.containerd
+def test_event_poll_waits_boundedly_and_ends_on_close(client: RemoteClient) -> None:
+    """poll() gives up after its timeout, returns events as they come, and its reader
+    thread ends with close(): an abandoned async read holds no thread for long."""
+    import threading
+    import time
+
+    stream = client.events(["topic~=/containers/"])
+    started = time.monotonic()
+    assert stream.poll(0.2) is None
+    assert 0.15 < time.monotonic() - started < 5
+    spec = generate_spec(with_process_args("true"), with_rootfs("/nonexistent-rootfs"))
+    container = client.new_container(f"poll-{os.getpid()}", spec)
+    try:
+        event = stream.poll(10)
+        assert event is not None and event.type is EventType.CONTAINER_CREATE
+        assert event.container_id == container.id
+    finally:
+        container.delete()
+    stream.close()
+    assert stream.poll(5) is None
+    assert stream.closed
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        t.name == "libcontainerd-remote-events" for t in threading.enumerate()
+    ):
+        time.sleep(0.05)
+    assert not any(t.name == "libcontainerd-remote-events" for t in threading.enumerate())
