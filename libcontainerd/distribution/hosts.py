@@ -20,7 +20,6 @@ else. Reading TOML needs :mod:`tomllib` (Python 3.11+) or the ``tomli`` package 
 
 from __future__ import annotations
 
-import importlib
 import os
 import posixpath
 from collections.abc import Mapping
@@ -30,7 +29,8 @@ from typing import Any
 import attrs
 import httpx
 
-from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from libcontainerd._toml import loads as toml_loads
+from libcontainerd.errors import FailedPrecondition, InvalidArgument
 from libcontainerd.types.identifiers import safe_repr
 
 __all__ = [
@@ -96,18 +96,6 @@ class HostsConfig:
     server: RegistryHost = attrs.field(factory=lambda: RegistryHost(_UNNAMED))
     server_named: bool = False
     source: str = ""
-
-
-def _toml() -> Any:
-    for name in ("tomllib", "tomli"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise Unimplemented(
-        "reading hosts.toml needs a TOML parser: Python 3.11+ has tomllib; on Python 3.10 "
-        "install the 'tomli' package (pip install 'tomli>=2')"
-    )
 
 
 def _where(source: str, key: str) -> str:
@@ -235,11 +223,7 @@ def parse_hosts_toml(
             raise InvalidArgument(f"{source} is more than the 1 MiB cap")
     else:
         raise InvalidArgument(f"hosts.toml data must be str or bytes, not {type(data).__name__}")
-    toml = _toml()
-    try:
-        document = toml.loads(text)
-    except (toml.TOMLDecodeError, RecursionError, ValueError) as error:
-        raise InvalidArgument(f"{source} is not valid TOML: {error}") from None
+    document = toml_loads(text, what=source)
     server_text = document.get("server")
     hosts_table = document.get("host", {})
     top = {k: v for k, v in document.items() if k not in ("server", "host")}

@@ -36,7 +36,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import grpc
 
+from libcontainerd._toml import loads as toml_loads
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unavailable
 from libcontainerd.testing._service import ServiceProcess
 
@@ -107,14 +107,7 @@ def _toml_list(values: Sequence[str]) -> str:
 
 
 def _validate_toml(text: str) -> None:
-    # Without tomllib (Python 3.10) containerd itself reports a bad file when it starts.
-    if sys.version_info >= (3, 11):
-        import tomllib
-
-        try:
-            tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidArgument(f"extra_config is not valid TOML: {exc}") from None
+    toml_loads(text, what="extra_config")
 
 
 def _health_status(socket_path: Path, timeout: float) -> int | None:

@@ -24,22 +24,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from libcontainerd._toml import loads as toml_loads
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unavailable
 from libcontainerd.testing import containerd_daemon as cd
 from libcontainerd.testing.containerd_daemon import start_containerd
 from libcontainerd.testing.registry import start_registry
 from libcontainerd.testing.tls import CA, make_ca, make_server_cert
 
-try:
-    import tomllib
-except ImportError:  # pragma: no cover - Python 3.10
-    tomllib = None  # type: ignore[assignment]
-
 
 def _toml_loads(text: str) -> dict[str, Any]:
-    if tomllib is None:  # pragma: no cover
-        pytest.skip("needs Python 3.11's tomllib")
-    return tomllib.loads(text)
+    return toml_loads(text, what="the generated config")
 
 
 IS_ROOT = os.geteuid() == 0

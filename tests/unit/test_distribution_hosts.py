@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import httpx
@@ -27,9 +26,6 @@ from libcontainerd.errors import (
 )
 from libcontainerd.types.auth import Credentials
 from libcontainerd.types.descriptor import Descriptor
-
-if importlib.util.find_spec("tomllib") is None and importlib.util.find_spec("tomli") is None:
-    pytest.skip("hosts.toml needs tomllib (3.11+) or tomli", allow_module_level=True)
 
 FULL = """
 server = "https://registry.example.com"

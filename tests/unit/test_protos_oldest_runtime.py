@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
+from libcontainerd._toml import loads as toml_loads
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _floor(requirement_name: str) -> str:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = toml_loads((ROOT / "pyproject.toml").read_text(), what="pyproject.toml")["project"]
     for requirement in project["dependencies"]:
         match = re.fullmatch(rf"{requirement_name}>=([\w.]+)", requirement.replace(" ", ""))
         if match:
