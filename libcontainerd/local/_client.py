@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from libcontainerd._checkpoint import restore_dir
 from libcontainerd.client import Container, ProcessSpec, Spec
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import (
@@ -731,7 +732,10 @@ class LocalContainer:
     def new_task(
         self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
     ) -> LocalTask:
-        """Create the task (created, not started) with its monitor."""
+        """Create the task (created, not started) with its monitor; with ``checkpoint_dir``
+        the runtime restores it from that checkpoint."""
+        if checkpoint_dir is not None:
+            checkpoint_dir = restore_dir(checkpoint_dir)
         client = self.client
         record = client.store.get(self._id)
         spec = record["spec"]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
+from .._checkpoint import restore_dir
 from ..client import Container
 from ..config import ClientConfig
 from ..errors import (
@@ -36,6 +37,7 @@ from ..types.status import ExitStatus, Status
 from ..types.stdio import Stdio, TerminalIO
 from ..types.version import Version
 from . import _convert
+from ._convert import RUNC_OPTIONS_TYPE
 from ._events import CallbackSubscription, RemoteEventStream, subscribe
 from ._extras import Introspection, Leases, Namespaces
 from ._pb.containerd.runc.v1 import oci_pb2
@@ -552,13 +554,13 @@ class RemoteContainer:
     def new_task(
         self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
     ) -> RemoteTask:
-        """Create the container's task (created, not started). ``stdio`` defaults to NullIO."""
-        if checkpoint_dir is not None:
-            raise Unimplemented(
-                "restoring a task from a checkpoint directory is not implemented by the "
-                "remote backend yet; create the task without checkpoint_dir"
-            )
+        """Create the container's task (created, not started). ``stdio`` defaults to NullIO.
+
+        With ``checkpoint_dir`` (a directory ``create_checkpoint`` wrote) the task is
+        restored from it by CRIU through the runc shim.
+        """
         record = self._last_record()
+        task_options = _restore_options(record.runtime.name, checkpoint_dir)
         spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
         process = (spec.get("process") if isinstance(spec, dict) else None) or {}
         _check_terminal(process, stdio, "container's")
@@ -576,7 +578,9 @@ class RemoteContainer:
                     stdout=process_stdio.stdout,
                     stderr=process_stdio.stderr,
                     terminal=process_stdio.terminal,
+                    options=task_options,
                 ),
+                timeout=NO_TIMEOUT if task_options is not None else None,
             )
         except BaseException:
             self._client._forget(process_stdio)
@@ -631,6 +635,19 @@ class RemoteContainer:
 
     def __repr__(self) -> str:
         return f"<RemoteContainer {self._id}>"
+
+
+def _restore_options(runtime: str, checkpoint_dir: Path | None) -> any_pb2.Any | None:
+    """Task options that make the runc shim restore from ``checkpoint_dir`` (None: no restore)."""
+    if checkpoint_dir is None:
+        return None
+    path = restore_dir(checkpoint_dir)
+    if not runtime.startswith("io.containerd.runc."):
+        raise Unimplemented(
+            f"restoring from a checkpoint directory needs a runc shim runtime, not {runtime!r}"
+        )
+    options = oci_pb2.Options(criu_image_path=str(path))
+    return any_pb2.Any(type_url=RUNC_OPTIONS_TYPE, value=options.SerializeToString())
 
 
 def _check_registry_options(options: Mapping[str, Any]) -> None:

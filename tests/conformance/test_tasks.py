@@ -526,6 +526,28 @@ def test_checkpoint_fails_with_typed_error_and_keeps_running(
     task.force_delete()
 
 
+def test_restore_from_a_bad_checkpoint_fails_cleanly(env: Env, client: Any, tmp_path: Path) -> None:
+    """CRIU cannot restore here (nor from an empty directory anywhere): the error is typed,
+    no task is left behind, and the container still takes a normal task afterwards."""
+    container = env.container(client, with_process_args("echo", "fresh"))
+    with pytest.raises(InvalidArgument):
+        container.new_task(checkpoint_dir=Path("relative/checkpoint"))
+    with pytest.raises(InvalidArgument):
+        container.new_task(checkpoint_dir=tmp_path / "missing")
+    empty = tmp_path / "empty-checkpoint"
+    empty.mkdir()
+    with pytest.raises(Error):
+        task = container.new_task(checkpoint_dir=empty)
+        task.start()  # a backend may only find out when it starts the restored task
+    with contextlib.suppress(NotFound):
+        container.task().force_delete()
+    task = container.new_task(stdio=PipedIO(stdin=False))
+    task.start()
+    assert task.io.stdout.read() == b"fresh\n"
+    assert task.wait(timeout=30).code == 0
+    task.delete()
+
+
 # ------------------------------------------------ gaps from containerd's client integration list
 
 
