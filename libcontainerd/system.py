@@ -47,8 +47,6 @@ CONTAINERD_ADDRESS_ENV = "CONTAINERD_ADDRESS"
 WINDOWS_RUNTIME_ENV = "LIBCONTAINERD_WINDOWS_CONTAINERD_RUNTIME"
 _BACKENDS = ("local", "remote")
 _PROBE_TIMEOUT = 0.5
-# grpc.health.v1.HealthCheckResponse{status: SERVING}: field 1, varint 1.
-_SERVING = b"\x08\x01"
 
 
 class Rule(enum.Enum):
@@ -90,19 +88,10 @@ def containerd_answers(address: str, timeout: float = _PROBE_TIMEOUT) -> bool:
         return False
     import grpc  # deferred: only this probe needs gRPC here
 
-    channel = grpc.insecure_channel(parsed.target)
-    try:
-        check = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=None,
-            response_deserializer=None,
-        )
-        reply = check(b"", timeout=timeout)
-    except grpc.RpcError:
-        return False
-    finally:
-        channel.close()
-    return bytes(reply) == _SERVING
+    from ._health import HealthStatus, check_health
+
+    with grpc.insecure_channel(parsed.target) as channel:
+        return check_health(channel, timeout) is HealthStatus.SERVING
 
 
 def _check_backend_name(value: str, source: str) -> str:

@@ -103,3 +103,7 @@ class AsyncRemoteClient(AsyncClientFacade[RemoteClient]):
     def images(self) -> AsyncRemoteImages:
         """The image service: pull, push, list, get, remove, import, export and unpack."""
         return AsyncRemoteImages(self.sync, self._run)
+
+    async def healthy(self, timeout: float = 2.0) -> bool:
+        """Whether containerd answers gRPC health checks as SERVING within ``timeout``."""
+        return await self._run(self.sync.healthy, timeout)

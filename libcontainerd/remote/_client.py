@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
 from .._checkpoint import restore_dir
+from .._health import HealthStatus, check_health
 from ..client import Container
 from ..config import ClientConfig
 from ..errors import (
@@ -765,6 +766,12 @@ class RemoteClient:
             )
 
     # -- operations -----------------------------------------------------------------------
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        """Whether containerd answers gRPC health checks as SERVING within ``timeout``."""
+        if not timeout > 0:
+            raise InvalidArgument(f"timeout {timeout!r} must be a positive number of seconds")
+        return check_health(self.transport.channel, timeout) is HealthStatus.SERVING
 
     def version(self) -> Version:
         """containerd's version and revision."""

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import grpc
 
+from libcontainerd._health import HealthStatus, check_health
 from libcontainerd._toml import loads as toml_loads
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unavailable
 from libcontainerd.testing._service import ServiceProcess
@@ -62,8 +63,6 @@ _TTRPC_SUFFIX = ".ttrpc"
 _SHIM_SOCKET_DIR = Path("/run/containerd/s")
 _DEFAULT_RUNC_ROOT = Path("/run/containerd/runc")
 _V2_TASKS_DIR = "io.containerd.runtime.v2.task"
-_HEALTH_METHOD = "/grpc.health.v1.Health/Check"
-_SERVING = 1
 _MNT_DETACH = 2
 
 DEFAULT_DISABLED_PLUGINS: tuple[str, ...] = (
@@ -110,27 +109,9 @@ def _validate_toml(text: str) -> None:
     toml_loads(text, what="extra_config")
 
 
-def _health_status(socket_path: Path, timeout: float) -> int | None:
-    """Ask the gRPC health service; return its status number, or None if it did not answer."""
-    # The health protocol is tiny: an empty request (service "" = the whole server) and a
-    # response whose field 1 is the status enum, so no generated module is needed.
+def _health_status(socket_path: Path, timeout: float) -> HealthStatus | None:
     with grpc.insecure_channel(f"unix://{socket_path}") as channel:
-        check = channel.unary_unary(
-            _HEALTH_METHOD,
-            request_serializer=lambda raw: raw,
-            response_deserializer=lambda raw: raw,
-        )
-        try:
-            response = check(b"", timeout=timeout)
-        except grpc.RpcError:
-            return None
-    if not isinstance(response, bytes):
-        return None
-    if len(response) == 0:
-        return 0  # proto3 leaves a zero status (UNKNOWN) off the wire
-    if len(response) >= 2 and response[0] == 0x08 and response[1] < 0x80:
-        return response[1]
-    return None
+        return check_health(channel, timeout)
 
 
 def _decode_mount_path(field: str) -> str:
@@ -312,7 +293,7 @@ class ContainerdDaemon(ServiceProcess):
 
     def health(self, timeout: float = 2.0) -> bool:
         """Whether the daemon's gRPC health service answers SERVING."""
-        return _health_status(self._socket_path, timeout) == _SERVING
+        return _health_status(self._socket_path, timeout) is HealthStatus.SERVING
 
     def _launch(self) -> None:
         self._spawn([self._binary, "--config", str(self.config_path)])
@@ -320,7 +301,7 @@ class ContainerdDaemon(ServiceProcess):
         outcome = self._poll(
             lambda remaining: (
                 self._socket_path.exists()
-                and _health_status(self._socket_path, remaining) == _SERVING
+                and _health_status(self._socket_path, remaining) is HealthStatus.SERVING
             ),
             self._timeout,
         )
@@ -501,7 +482,7 @@ def start_containerd(
     if len(os.fsencode(str(socket_path) + _TTRPC_SUFFIX)) > _MAX_SOCKET_PATH:
         short_dir = Path(tempfile.mkdtemp(prefix="lcd-", dir="/tmp"))
         socket_path = short_dir / "c.sock"
-    elif socket_path.exists() and _health_status(socket_path, 1.0) == _SERVING:
+    elif socket_path.exists() and _health_status(socket_path, 1.0) is HealthStatus.SERVING:
         raise FailedPrecondition(
             f"a containerd is already serving {socket_path}; stop it or use another base_dir"
         )

@@ -328,3 +328,25 @@ def test_event_poll_waits_boundedly_and_ends_on_close(client: RemoteClient) -> N
     ):
         time.sleep(0.05)
     assert not any(t.name == "libcontainerd-remote-events" for t in threading.enumerate())
+
+
+@pytest.mark.containerd
+def test_health_check(client: RemoteClient, tmp_path: Path) -> None:
+    assert client.healthy()
+    with pytest.raises(InvalidArgument):
+        client.healthy(0)
+    gone = RemoteClient(ClientConfig(address=str(tmp_path / "nobody.sock")))
+    try:
+        assert not gone.healthy(0.3)
+    finally:
+        gone.close()
+
+
+def test_health_response_decoding() -> None:
+    from libcontainerd._health import HealthStatus, decode_health_response
+
+    assert decode_health_response(b"\x08\x01") is HealthStatus.SERVING
+    assert decode_health_response(b"") is HealthStatus.UNKNOWN
+    assert decode_health_response(b"\x08\x02") is HealthStatus.NOT_SERVING
+    assert decode_health_response(b"\x08\x09") is None
+    assert decode_health_response(b"\x10\x01") is None
