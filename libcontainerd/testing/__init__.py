@@ -21,7 +21,7 @@ from .image_builder import (
     write_docker_archive,
     write_layout_archive,
 )
-from .registry import Registry, start_registry
+from .registry import Registry, TokenAuth, start_registry
 
 __all__ = [
     "BuiltImage",
@@ -29,6 +29,7 @@ __all__ = [
     "ImageConfigSpec",
     "Registry",
     "TarEntrySpec",
+    "TokenAuth",
     "build_image",
     "build_layer",
     "busybox_rootfs",

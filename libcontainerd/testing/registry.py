@@ -4,8 +4,9 @@
 distribution 2.8) with a generated config: filesystem storage under ``base_dir``, deletes
 enabled, listening on 127.0.0.1 only, optionally with TLS (a throwaway CA from
 :mod:`libcontainerd.testing.tls`) and htpasswd basic auth (bcrypt hashes made by
-``htpasswd`` from Debian's ``apache2-utils``). It waits until ``GET /v2/`` answers and
-returns a :class:`Registry`; :meth:`Registry.stop` ends the process. Files under
+``htpasswd`` from Debian's ``apache2-utils``) or bearer-token auth against a token server
+the caller runs (:class:`TokenAuth`). It waits until ``GET /v2/`` answers and returns a
+:class:`Registry`; :meth:`Registry.stop` ends the process. Files under
 ``base_dir`` (storage, config, log, certificates) are left for the caller to inspect.
 
 The config is written as JSON, which the registry's YAML parser reads as YAML.
@@ -25,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 
 from libcontainerd.errors import (
@@ -36,11 +38,61 @@ from libcontainerd.errors import (
 from libcontainerd.testing._service import ServiceProcess
 from libcontainerd.testing.tls import make_ca, make_server_cert
 
-__all__ = ["Registry", "start_registry"]
+__all__ = ["Registry", "TokenAuth", "start_registry"]
 
 _LOCALHOST = "127.0.0.1"
 _PORT_ATTEMPTS = 5
 _HTPASSWD_TIMEOUT = 30.0
+
+
+def _token_text(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n\0"):
+        raise InvalidArgument(
+            f"token auth {attribute.name} must be a non-empty single-line str, got {value!r}"
+        )
+
+
+def _token_realm(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    _token_text(_, attribute, value)
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise InvalidArgument(
+            f"token auth realm {value!r} must be the http(s) URL of the token server"
+        )
+
+
+def _cert_file(_: object, attribute: attrs.Attribute[Path], value: Path) -> None:
+    if not value.is_file():
+        raise InvalidArgument(
+            f"token auth {attribute.name} {value} is not a file: give the PEM certificate "
+            "whose key signs the tokens"
+        )
+
+
+def _resolved_path(value: Path | str) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise InvalidArgument(f"token auth root_cert must be a file path, got {value!r}")
+    return Path(value).resolve()
+
+
+@attrs.frozen
+class TokenAuth:
+    """Bearer-token auth for :func:`start_registry` (the registry's ``auth: token`` section).
+
+    ``realm`` is the token server's URL, which the registry names in its
+    ``WWW-Authenticate`` challenges; ``service`` is the audience the tokens must carry
+    (``aud``) and ``issuer`` their ``iss``. ``root_cert`` is a PEM file with the
+    certificate(s) whose keys sign tokens: the registry trusts a token whose ``kid``
+    header is the key id of one of those keys, or whose ``x5c`` chain ends at one.
+    """
+
+    realm: str = attrs.field(validator=_token_realm)
+    service: str = attrs.field(validator=_token_text)
+    issuer: str = attrs.field(validator=_token_text)
+    root_cert: Path = attrs.field(converter=_resolved_path, validator=_cert_file)
 
 
 class Registry(ServiceProcess):
@@ -59,6 +111,7 @@ class Registry(ServiceProcess):
         ca_path: Path | None,
         username: str | None,
         password: str | None,
+        token_auth: TokenAuth | None = None,
     ) -> None:
         """Record the layout; :func:`start_registry` is the way to create a running one."""
         super().__init__(binary=binary, base_dir=base_dir)
@@ -67,6 +120,7 @@ class Registry(ServiceProcess):
         self._ca_path = ca_path
         self._username = username
         self._password = password
+        self._token_auth = token_auth
         self._lock = threading.Lock()
 
     @property
@@ -105,6 +159,11 @@ class Registry(ServiceProcess):
         return self._password
 
     @property
+    def token_auth(self) -> TokenAuth | None:
+        """The bearer-token settings, when token auth is on."""
+        return self._token_auth
+
+    @property
     def storage_dir(self) -> Path:
         """Root directory of the registry's filesystem storage."""
         return self._base_dir / "storage"
@@ -140,7 +199,9 @@ class Registry(ServiceProcess):
         """Wait for ``GET /v2/``; False if the process exited (the caller may retry a port)."""
         start = time.monotonic()
         verify: ssl.SSLContext | bool = self.ssl_context() if self._ca_path else False
-        expected = 401 if self._username is not None else 200
+        # With any auth on, an anonymous GET /v2/ is answered with a challenge.
+        auth_on = self._username is not None or self._token_auth is not None
+        expected = 401 if auth_on else 200
         last_error = ""
         with httpx.Client(verify=verify, timeout=2.0, trust_env=False) as client:
 
@@ -226,6 +287,7 @@ def _config(
     *,
     cert: tuple[Path, Path] | None,
     htpasswd_path: Path | None,
+    token_auth: TokenAuth | None,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     http: dict[str, Any] = {
@@ -250,6 +312,15 @@ def _config(
         config["auth"] = {
             "htpasswd": {"realm": "libcontainerd-test-registry", "path": str(htpasswd_path)}
         }
+    if token_auth is not None:
+        config["auth"] = {
+            "token": {
+                "realm": token_auth.realm,
+                "service": token_auth.service,
+                "issuer": token_auth.issuer,
+                "rootcertbundle": str(token_auth.root_cert),
+            }
+        }
     if extra:
         config = _merge(config, extra)
     return config
@@ -260,6 +331,7 @@ def start_registry(
     *,
     tls: bool = False,
     htpasswd: tuple[str, str] | None = None,
+    token_auth: TokenAuth | None = None,
     binary: str = "docker-registry",
     port: int = 0,
     timeout: float = 20.0,
@@ -270,7 +342,10 @@ def start_registry(
     ``port=0`` picks a free port (retrying a few times if another process takes it
     first). ``tls=True`` makes a CA and a certificate for 127.0.0.1/localhost/::1 under
     ``base_dir/tls``. ``htpasswd=(user, password)`` turns on basic auth; then ``/v2/``
-    answers 401 without credentials. ``extra_config`` is merged (recursively) over the
+    answers 401 without credentials. ``token_auth`` turns on bearer-token auth instead: the
+    registry sends clients to ``token_auth.realm`` for tokens and accepts those signed by
+    the key of ``token_auth.root_cert`` (the caller runs that token server; it need not be
+    up before the registry, which never calls it). ``extra_config`` is merged (recursively) over the
     generated config. Raises :class:`~libcontainerd.errors.Unavailable` with the log's
     tail if the registry does not come up; nothing is left running then.
     """
@@ -278,6 +353,12 @@ def start_registry(
         raise InvalidArgument(f"timeout must be positive, got {timeout}")
     if not 0 <= port <= 65535:
         raise InvalidArgument(f"port must be 0 (pick one) or 1..65535, got {port}")
+    if token_auth is not None and not isinstance(token_auth, TokenAuth):
+        raise InvalidArgument(f"token_auth must be a TokenAuth, not {type(token_auth).__name__}")
+    if token_auth is not None and htpasswd is not None:
+        raise InvalidArgument(
+            "htpasswd and token_auth are exclusive: the registry takes one auth method"
+        )
     found = shutil.which(binary)
     if found is None:
         raise FailedPrecondition(
@@ -316,10 +397,17 @@ def start_registry(
             ca_path=ca_path,
             username=htpasswd[0] if htpasswd else None,
             password=htpasswd[1] if htpasswd else None,
+            token_auth=token_auth,
         )
         registry.config_path.write_text(
             json.dumps(
-                _config(registry, cert=cert, htpasswd_path=htpasswd_path, extra=extra_config),
+                _config(
+                    registry,
+                    cert=cert,
+                    htpasswd_path=htpasswd_path,
+                    token_auth=token_auth,
+                    extra=extra_config,
+                ),
                 indent=2,
             ),
             encoding="utf-8",
