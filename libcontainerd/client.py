@@ -22,7 +22,7 @@ from .types.container import ContainerInfo
 from .types.descriptor import Descriptor
 from .types.events import Event
 from .types.image import Image
-from .types.platform import Matcher, Platform
+from .types.platform import PlatformRequest
 from .types.process import ProcessInfo
 from .types.progress import ProgressEvent
 from .types.stats import Resources, Stats
@@ -67,10 +67,6 @@ EventCallback = Callable[[Event], None]
 
 ProgressCallback = Callable[[ProgressEvent], None]
 """Receives transfer progress of image pulls and pushes."""
-
-PlatformRequest = Platform | str | Matcher | Sequence[Platform | str] | Literal["all"]
-"""Which platforms of an image to act on: one, several, a matcher, or ``"all"``."""
-
 
 # --------------------------------------------------------------------------- sync
 

@@ -35,29 +35,40 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
-import hashlib
-import importlib
 import os
 import stat
 import tarfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, BinaryIO, Literal
 
 import attrs
 
+from libcontainerd.content.dirfd import (
+    MAX_PATH_BYTES,
+    MissingPath,
+    NotADirectory,
+    clear_entry,
+    fs_error,
+    normalise_name,
+    open_dir,
+    open_physical,
+    remove_tree,
+    resolve_dir,
+)
+from libcontainerd.content.layer_streams import (
+    CHUNK,
+    HashingReader,
+    decompressed,
+    zstd_available,
+    zstd_module,
+)
 from libcontainerd.errors import (
-    DataLoss,
     DigestMismatch,
     Error,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
-    Unimplemented,
-    Unknown,
 )
 from libcontainerd.types.descriptor import layer_compression
 from libcontainerd.types.digest import validate_digest
@@ -66,17 +77,12 @@ __all__ = ["LayerResult", "WhiteoutFormat", "apply_layer", "zstd_available"]
 
 WhiteoutFormat = Literal["oci", "overlay"]
 
-MAX_PATH_BYTES = 4096
-MAX_COMPONENT_BYTES = 255
-MAX_SYMLINK_HOPS = 40
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _XATTR_PREFIX = "SCHILY.xattr."
 DEFAULT_MAX_SIZE = 64 << 30
 """Default cap on a layer's uncompressed size (64 GiB): a decompression bomb stops there."""
@@ -121,318 +127,9 @@ class LayerResult:
     skipped: tuple[str, ...] = ()
 
 
-def zstd_available() -> bool:
-    """Whether zstd-compressed layers can be read (the optional ``zstandard`` module)."""
-    try:
-        importlib.import_module("zstandard")
-    except ImportError:
-        return False
-    return True
-
-
-def _zstd_module() -> Any:
-    try:
-        return importlib.import_module("zstandard")
-    except ImportError:
-        raise Unimplemented(
-            "this layer is zstd-compressed and the optional 'zstandard' package is not "
-            "installed; install it (pip install zstandard) to unpack zstd layers"
-        ) from None
-
-
-def _show(name: str) -> str:
+def show_name(name: str) -> str:
     text = repr(name)
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-# --------------------------------------------------------------------------------------
-# Streams
-# --------------------------------------------------------------------------------------
-
-
-class _Prefixed:
-    """A reader that yields ``head`` and then the rest of ``raw`` (to sniff magic bytes)."""
-
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
-        self._head = head
-        self._raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._raw.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._raw.read(size)
-
-
-class _HashingReader:
-    """Hashes and counts what passes through; turns decoder failures into DataLoss."""
-
-    def __init__(self, source: Any, max_size: int | None = None) -> None:
-        self._source = source
-        self._max_size = max_size
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data: bytes = self._source.read(size)
-        except Error:
-            raise
-        except (OSError, EOFError, zlib.error, ValueError) as exc:
-            raise DataLoss(
-                f"layer data is corrupt or truncated ({exc}); fetch the layer again"
-            ) from exc
-        self.hash.update(data)
-        self.size += len(data)
-        if self._max_size is not None and self.size > self._max_size:
-            raise ResourceExhausted(
-                f"layer is larger than {self._max_size} bytes uncompressed (max_size); it is "
-                "a decompression bomb or needs a larger max_size"
-            )
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-
-def _decompressed(raw: BinaryIO, compression: str | None) -> Any:
-    head = b""
-    while len(head) < 4:
-        more = raw.read(4 - len(head))
-        if not more:
-            break
-        head += more
-    source = _Prefixed(head, raw)
-    if head.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=cast(Any, source), mode="rb")
-    if head.startswith(_ZSTD_MAGIC) or compression == "zstd":
-        # A zstd media type with the module missing is refused before any byte is used.
-        module = _zstd_module()
-        if not head.startswith(_ZSTD_MAGIC):
-            raise InvalidArgument("the layer's media type says zstd but the data is not zstd")
-        return module.ZstdDecompressor().stream_reader(source, read_across_frames=True)
-    # Media types that claim gzip over plain tar exist in the wild; the data decides.
-    return source
-
-
-# --------------------------------------------------------------------------------------
-# Names
-# --------------------------------------------------------------------------------------
-
-
-def _normalise(name: str, label: str, what: str = "name") -> tuple[str, ...]:
-    """Lexically clean an archive path into components, refusing anything unsafe."""
-    if "\0" in name:
-        raise InvalidArgument(f"layer entry {label}: its {what} contains a NUL byte")
-    try:
-        encoded = os.fsencode(name)
-    except UnicodeError:
-        raise InvalidArgument(f"layer entry {label}: its {what} is not encodable") from None
-    if len(encoded) > MAX_PATH_BYTES:
-        raise InvalidArgument(
-            f"layer entry {label}: its {what} is {len(encoded)} bytes long, more than the "
-            f"{MAX_PATH_BYTES} a path may have"
-        )
-    parts: list[str] = []
-    for component in name.split("/"):
-        if component in ("", "."):
-            continue
-        if component == "..":
-            if not parts:
-                raise InvalidArgument(
-                    f"layer entry {label}: its {what} climbs out of the root with '..'; "
-                    "the layer is malformed or hostile and was not applied further"
-                )
-            parts.pop()
-            continue
-        if len(os.fsencode(component)) > MAX_COMPONENT_BYTES:
-            raise InvalidArgument(
-                f"layer entry {label}: a component of its {what} is longer than "
-                f"{MAX_COMPONENT_BYTES} bytes"
-            )
-        parts.append(component)
-    return tuple(parts)
-
-
-# --------------------------------------------------------------------------------------
-# Filesystem helpers working on directory descriptors
-# --------------------------------------------------------------------------------------
-
-
-class _NotADirectory(Exception):
-    def __init__(self, path: tuple[str, ...]) -> None:
-        super().__init__("/".join(path))
-        self.path = path
-
-
-class _Missing(Exception):
-    pass
-
-
-def _open_dir(parent_fd: int, name: str) -> int:
-    return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-
-
-def _resolve_dir(
-    root_fd: int,
-    parts: tuple[str, ...],
-    *,
-    create: bool,
-    created: list[tuple[str, ...]] | None = None,
-) -> tuple[int, tuple[str, ...]]:
-    """Open the directory ``parts`` below ``root_fd`` with symlinks resolved inside the root.
-
-    Returns a new descriptor (the caller closes it) and the physical path (no symlinks).
-    Only two descriptors are held at a time, so deep trees cannot exhaust them.
-    """
-    pending = list(reversed(parts))
-    physical: list[str] = []
-    current = os.dup(root_fd)
-    hops = 0
-    try:
-        while pending:
-            component = pending.pop()
-            if component in ("", "."):
-                continue
-            if component == "..":
-                if physical:
-                    # Re-walk the (symlink-free) physical path from the root: cheap, and it
-                    # holds no descriptor per level.
-                    physical.pop()
-                    os.close(current)
-                    current = os.dup(root_fd)
-                    for step in physical:
-                        nxt = _open_dir(current, step)
-                        os.close(current)
-                        current = nxt
-                continue
-            try:
-                nxt = _open_dir(current, component)
-            except FileNotFoundError:
-                if not create:
-                    raise _Missing() from None
-                try:
-                    os.mkdir(component, 0o755, dir_fd=current)
-                except FileExistsError:
-                    pass  # made concurrently; the open below decides what it is
-                else:
-                    if created is not None:
-                        created.append((*physical, component))
-                nxt = _open_dir(current, component)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                st = os.stat(component, dir_fd=current, follow_symlinks=False)
-                if not stat.S_ISLNK(st.st_mode):
-                    raise _NotADirectory((*physical, component)) from None
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links") from None
-                target = os.readlink(component, dir_fd=current)
-                if target.startswith("/"):
-                    physical.clear()
-                    os.close(current)
-                    current = os.dup(root_fd)
-                pending.extend(reversed(target.split("/")))
-                continue
-            os.close(current)
-            current = nxt
-            physical.append(component)
-        return current, tuple(physical)
-    except BaseException:
-        os.close(current)
-        raise
-
-
-def _open_physical(root_fd: int, parts: tuple[str, ...]) -> int | None:
-    """Open the directory ``parts`` below ``root_fd`` following no symlink at all.
-
-    Returns None when a component is missing or is no longer a real directory.
-    """
-    current = os.dup(root_fd)
-    try:
-        for component in parts:
-            try:
-                nxt = _open_dir(current, component)
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                    os.close(current)
-                    return None
-                raise
-            os.close(current)
-            current = nxt
-        return current
-    except BaseException:
-        os.close(current)
-        raise
-
-
-def _remove_tree(parent_fd: int, name: str) -> None:
-    """Remove ``name`` (below ``parent_fd``) and everything under it, never following links.
-
-    Iterative, holding one descriptor per level being emptied.
-    """
-    st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent_fd)
-        return
-    first = _open_dir(parent_fd, name)
-    stack: list[tuple[int, str, int, Iterator[str]]] = [
-        (parent_fd, name, first, iter(os.listdir(first)))
-    ]
-    try:
-        while stack:
-            pfd, pname, dfd, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                os.close(dfd)
-                os.rmdir(pname, dir_fd=pfd)
-                continue
-            cst = os.stat(child, dir_fd=dfd, follow_symlinks=False)
-            if stat.S_ISDIR(cst.st_mode):
-                cfd = _open_dir(dfd, child)
-                stack.append((dfd, child, cfd, iter(os.listdir(cfd))))
-            else:
-                os.unlink(child, dir_fd=dfd)
-    finally:
-        for _, _, dfd, _ in stack:
-            os.close(dfd)
-
-
-def _clear(parent_fd: int, name: str, *, keep_dir: bool) -> bool:
-    """Remove what is at ``name`` so a new entry can take its place.
-
-    Returns True when ``name`` is a directory that was kept (``keep_dir``).
-    """
-    try:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    if stat.S_ISDIR(st.st_mode):
-        if keep_dir:
-            return True
-        _remove_tree(parent_fd, name)
-    else:
-        os.unlink(name, dir_fd=parent_fd)
-    return False
-
-
-def _fs_error(exc: OSError, label: str) -> Error:
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return PermissionDenied(f"layer entry {label}: {reason} (operation not permitted)")
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE):
-        return ResourceExhausted(f"layer entry {label}: {reason}")
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST):
-        return InvalidArgument(f"layer entry {label}: {reason}")
-    if exc.errno == errno.EIO:
-        return DataLoss(f"layer entry {label}: I/O error writing it ({reason})")
-    return Unknown(f"layer entry {label}: {reason} (errno {exc.errno})")
 
 
 # --------------------------------------------------------------------------------------
@@ -483,8 +180,8 @@ class _Extractor:
     ) -> tuple[int, tuple[str, ...]]:
         created: list[tuple[str, ...]] = []
         try:
-            fd, physical = _resolve_dir(self.root_fd, parts, create=create, created=created)
-        except _NotADirectory as exc:
+            fd, physical = resolve_dir(self.root_fd, parts, create=create, created=created)
+        except NotADirectory as exc:
             raise InvalidArgument(
                 f"layer entry {label}: its parent {'/'.join(exc.path)!r} is not a directory"
             ) from None
@@ -524,8 +221,8 @@ class _Extractor:
     # -- entries -------------------------------------------------------------------------
 
     def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        label = _show(member.name)
-        parts = _normalise(member.name, label)
+        label = show_name(member.name)
+        parts = normalise_name(member.name, label)
         base = parts[-1] if parts else ""
         if base.startswith(WHITEOUT_PREFIX):
             if base == OPAQUE_WHITEOUT:
@@ -559,7 +256,7 @@ class _Extractor:
             if len(os.fsencode(member.linkname)) > MAX_PATH_BYTES:
                 raise InvalidArgument(f"layer entry {label}: symlink target is too long")
         elif member.islnk():
-            link_parts = _normalise(member.linkname, label, "hardlink target")
+            link_parts = normalise_name(member.linkname, label, "hardlink target")
             if not link_parts:
                 raise InvalidArgument(f"layer entry {label}: hardlink target is the root")
         try:
@@ -567,7 +264,7 @@ class _Extractor:
         except Error:
             raise
         except OSError as exc:
-            raise _fs_error(exc, label) from exc
+            raise fs_error(exc, label) from exc
 
     def _create(
         self,
@@ -589,7 +286,7 @@ class _Extractor:
         path = (*parent, name)
         try:
             if member.isdir():
-                if not _clear(parent_fd, name, keep_dir=True):
+                if not clear_entry(parent_fd, name, keep_dir=True):
                     os.mkdir(name, 0o700, dir_fd=parent_fd)
                 self.dirs[path] = _DirMeta(
                     self._mode(member), member.uid, member.gid, member.mtime, self._xattrs(member)
@@ -597,7 +294,7 @@ class _Extractor:
             elif member.isreg():
                 self._file(parent_fd, name, member, tar)
             elif member.issym():
-                _clear(parent_fd, name, keep_dir=False)
+                clear_entry(parent_fd, name, keep_dir=False)
                 os.symlink(member.linkname, name, dir_fd=parent_fd)
                 if self.as_root:
                     os.chown(name, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
@@ -607,7 +304,7 @@ class _Extractor:
             elif link is not None:
                 target_fd, target, target_path = link
                 if target_path != path:  # a link to itself changes nothing
-                    _clear(parent_fd, name, keep_dir=False)
+                    clear_entry(parent_fd, name, keep_dir=False)
                     # No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
                     os.link(
                         target,
@@ -627,13 +324,13 @@ class _Extractor:
     def _file(
         self, parent_fd: int, name: str, member: tarfile.TarInfo, tar: tarfile.TarFile
     ) -> None:
-        _clear(parent_fd, name, keep_dir=False)
+        clear_entry(parent_fd, name, keep_dir=False)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
         try:
             source = tar.extractfile(member)
             if source is not None:
-                while chunk := source.read(_CHUNK):
+                while chunk := source.read(CHUNK):
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view) :]
@@ -658,7 +355,7 @@ class _Extractor:
         )
         try:
             target_fd, target_parent = self._parent(link_parts[:-1], label, create=False)
-        except _Missing:
+        except MissingPath:
             raise missing from None
         target = link_parts[-1]
         try:
@@ -674,7 +371,7 @@ class _Extractor:
         return target_fd, target, (*target_parent, target)
 
     def _node(self, parent_fd: int, name: str, member: tarfile.TarInfo) -> None:
-        _clear(parent_fd, name, keep_dir=False)
+        clear_entry(parent_fd, name, keep_dir=False)
         if member.isfifo():
             os.mkfifo(name, 0o600, dir_fd=parent_fd)
         else:
@@ -693,21 +390,21 @@ class _Extractor:
         try:
             try:
                 dir_fd, directory = self._parent(dir_parts, label, create=self.overlay)
-            except _Missing:
+            except MissingPath:
                 return  # nothing below to hide
             try:
                 path = (*directory, target)
                 if self.overlay:
-                    _clear(dir_fd, target, keep_dir=False)
+                    clear_entry(dir_fd, target, keep_dir=False)
                     os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dir_fd)
                     self._mark(path)
                 elif path not in self.written and path not in self.ancestors:
                     with contextlib.suppress(FileNotFoundError):
-                        _remove_tree(dir_fd, target)
+                        remove_tree(dir_fd, target)
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            raise _fs_error(exc, label) from exc
+            raise fs_error(exc, label) from exc
 
     def _opaque(self, dir_parts: tuple[str, ...], label: str) -> None:
         try:
@@ -720,7 +417,7 @@ class _Extractor:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            raise _fs_error(exc, label) from exc
+            raise fs_error(exc, label) from exc
 
     def _clear_lower(self, dir_fd: int, directory: tuple[str, ...]) -> None:
         """Remove everything below ``directory`` that this layer did not write."""
@@ -734,9 +431,9 @@ class _Extractor:
                         if child_path in self.written or child_path in self.ancestors:
                             st = os.stat(child, dir_fd=fd, follow_symlinks=False)
                             if stat.S_ISDIR(st.st_mode):
-                                stack.append((_open_dir(fd, child), child_path))
+                                stack.append((open_dir(fd, child), child_path))
                         else:
-                            _remove_tree(fd, child)
+                            remove_tree(fd, child)
                 finally:
                     os.close(fd)
         finally:
@@ -749,16 +446,16 @@ class _Extractor:
         """Apply directory metadata, deepest first, so children no longer change mtimes."""
         for path in sorted(self.dirs, key=len, reverse=True):
             meta = self.dirs[path]
-            label = _show("/".join(path))
+            label = show_name("/".join(path))
             try:
                 # ``path`` is physical (symlink-free) as recorded: walk it without following
                 # anything, so a directory replaced later by a symlink never passes its
                 # owner and mode on to whatever the symlink points at.
-                parent_fd = _open_physical(self.root_fd, path[:-1])
+                parent_fd = open_physical(self.root_fd, path[:-1])
                 if parent_fd is None:
                     continue  # replaced later in the layer
                 try:
-                    fd = _open_dir(parent_fd, path[-1])
+                    fd = open_dir(parent_fd, path[-1])
                 except OSError:
                     continue
                 finally:
@@ -772,7 +469,7 @@ class _Extractor:
                 finally:
                     os.close(fd)
             except OSError as exc:
-                raise _fs_error(exc, label) from exc
+                raise fs_error(exc, label) from exc
 
 
 # --------------------------------------------------------------------------------------
@@ -826,7 +523,7 @@ def apply_layer(
             "unpack; run as root or use whiteout_format='oci'"
         )
     if compression == "zstd":
-        _zstd_module()
+        zstd_module()
     try:
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -834,7 +531,7 @@ def apply_layer(
     except NotADirectoryError:
         raise InvalidArgument(f"destination {dest} is not a directory") from None
     except OSError as exc:
-        raise _fs_error(exc, f"(destination {dest})") from exc
+        raise fs_error(exc, f"(destination {dest})") from exc
     try:
         with contextlib.ExitStack() as stack:
             if isinstance(layer, (str, Path)):
@@ -846,7 +543,7 @@ def apply_layer(
                     raise InvalidArgument(f"cannot read layer file {layer}: {exc}") from exc
             else:
                 raw = layer
-            reader = _HashingReader(_decompressed(raw, compression), max_size)
+            reader = HashingReader(decompressed(raw, compression), max_size)
             extractor = _Extractor(
                 root_fd,
                 privileged=privileged,

@@ -1,41 +1,39 @@
-"""OCI registry client on httpx: resolve, fetch, push, auth and platform selection.
+"""OCI registry client on httpx: resolve, fetch, push and auth.
 
 :class:`RegistryClient` (sync) and :class:`AsyncRegistryClient` (asyncio) share one
 implementation: every protocol flow is a generator of I/O steps that a sync driver and
-an async driver both run, so behaviour cannot drift between the two.
+an async driver both run, so behaviour cannot drift between the two. Blobs go into
+and come from any store of the content protocol (:mod:`libcontainerd.content.protocol`).
 """
 
 from __future__ import annotations
 
-from ._client import AsyncRegistryClient, RegistryClient
-from ._core import (
-    MANIFEST_ACCEPT,
-    CredentialSource,
-    Manifest,
-    PlatformSpec,
-    ProgressCallback,
-    PullResult,
-    RetryPolicy,
-    select_platforms,
+from libcontainerd.distribution._client import AsyncRegistryClient, RegistryClient
+from libcontainerd.distribution._fetch import ProgressCallback
+from libcontainerd.distribution._http import RetryPolicy
+from libcontainerd.distribution._manifests import MANIFEST_ACCEPT, Manifest, PullResult
+from libcontainerd.distribution._tokens import CredentialSource
+from libcontainerd.distribution.auth import Challenge, TokenCache, parse_www_authenticate
+from libcontainerd.distribution.docker_config import (
+    DockerConfig,
+    load_docker_config,
+    parse_docker_config,
 )
-from .auth import Challenge, TokenCache, parse_www_authenticate
-from .docker_config import DockerConfig, load_docker_config, parse_docker_config
-from .hosts import HostsConfig, RegistryHost, load_hosts_dir, parse_hosts_toml
-from .store import BlobSink, BlobSource, ContentWriter, DirectoryContentStore
+from libcontainerd.distribution.hosts import (
+    HostsConfig,
+    RegistryHost,
+    load_hosts_dir,
+    parse_hosts_toml,
+)
 
 __all__ = [
     "MANIFEST_ACCEPT",
     "AsyncRegistryClient",
-    "BlobSink",
-    "BlobSource",
     "Challenge",
-    "ContentWriter",
     "CredentialSource",
-    "DirectoryContentStore",
     "DockerConfig",
     "HostsConfig",
     "Manifest",
-    "PlatformSpec",
     "ProgressCallback",
     "PullResult",
     "RegistryClient",
@@ -47,5 +45,4 @@ __all__ = [
     "parse_docker_config",
     "parse_hosts_toml",
     "parse_www_authenticate",
-    "select_platforms",
 ]

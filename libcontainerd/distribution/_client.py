@@ -11,6 +11,23 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 import httpx
 
+from libcontainerd.content.protocol import BlobSink, BlobSource
+from libcontainerd.distribution._fetch import (
+    ProgressCallback,
+    blob_exists,
+    fetch_blob,
+    fetch_manifest,
+    resolve,
+)
+from libcontainerd.distribution._flow import Flow, run_async, run_sync
+from libcontainerd.distribution._graph import pull_graph, push_graph
+from libcontainerd.distribution._http import RetryPolicy
+from libcontainerd.distribution._manifests import Manifest, PullResult
+from libcontainerd.distribution._push import mount_blob, push_blob, push_manifest
+from libcontainerd.distribution._session import RegistrySession
+from libcontainerd.distribution._tokens import CredentialSource
+from libcontainerd.distribution.docker_config import DockerConfig, load_docker_config
+from libcontainerd.distribution.hosts import RegistryHost, load_hosts_dir
 from libcontainerd.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -18,21 +35,8 @@ from libcontainerd.errors import (
     Unavailable,
 )
 from libcontainerd.types.descriptor import Descriptor
+from libcontainerd.types.platform import PlatformRequest, PlatformSelector
 from libcontainerd.types.reference import Reference
-
-from ._core import (
-    CredentialSource,
-    Manifest,
-    PlatformSpec,
-    ProgressCallback,
-    PullResult,
-    RegistryCore,
-    RetryPolicy,
-)
-from ._flow import Flow, run_async, run_sync
-from .docker_config import DockerConfig, load_docker_config
-from .hosts import RegistryHost, load_hosts_dir
-from .store import BlobSink, BlobSource
 
 __all__ = ["AsyncRegistryClient", "RegistryClient"]
 
@@ -125,7 +129,7 @@ class _Base(Generic[_H, _X]):
         if timeout <= 0:
             raise InvalidArgument(f"timeout must be positive, got {timeout}")
         hosts = load_hosts_dir(hosts_dir) if hosts_dir is not None else {}
-        self._core = RegistryCore(
+        self._core = RegistrySession(
             credentials=credentials,
             docker_config=config,
             insecure_hosts=insecure_hosts,
@@ -141,7 +145,7 @@ class _Base(Generic[_H, _X]):
                 if host.needs_tls_config and host.scheme != "http":
                     context = _ssl_context(ca_file, client_cert, host)
                     mounts[f"https://{host.host}"] = self._transport_type(verify=context)
-        # Redirects are followed by the flows, which check every hop (see RegistryCore).
+        # Redirects are followed by the flows, which check every hop (see RegistrySession).
         self._http: _H = self._client_type()(
             verify=self._ssl,
             timeout=self._timeout,
@@ -180,14 +184,14 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
 
     def resolve(self, ref: str | Reference) -> Descriptor:
         """The descriptor of the manifest or index ``ref`` names (digest verified)."""
-        descriptor, _ = self._run(self._core.resolve(_reference(ref)))
+        descriptor, _ = self._run(resolve(self._core, _reference(ref)))
         return descriptor
 
     def fetch_manifest(
         self, ref: str | Reference, descriptor: Descriptor | None = None
     ) -> Manifest:
         """Fetch the manifest/index ``descriptor`` of ``ref`` (resolve ``ref`` when None)."""
-        return self._run(self._core.fetch_manifest(_reference(ref), descriptor))
+        return self._run(fetch_manifest(self._core, _reference(ref), descriptor))
 
     def fetch_blob(
         self,
@@ -198,11 +202,11 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
         progress: ProgressCallback | None = None,
     ) -> Descriptor:
         """Download blob ``descriptor`` from ``ref``'s repository into ``sink``, verified."""
-        return self._run(self._core.fetch_blob(_reference(ref), descriptor, sink, progress))
+        return self._run(fetch_blob(self._core, _reference(ref), descriptor, sink, progress))
 
     def blob_exists(self, ref: str | Reference, digest: str) -> bool:
         """Whether ``ref``'s repository has blob ``digest``."""
-        return self._run(self._core.blob_exists(_reference(ref), digest))
+        return self._run(blob_exists(self._core, _reference(ref), digest))
 
     def push_blob(
         self,
@@ -215,7 +219,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
     ) -> Descriptor:
         """Upload a blob to ``ref``'s repository (skipped when it is there already)."""
         return self._run(
-            self._core.push_blob(_reference(ref), descriptor, data, progress, chunk_size),
+            push_blob(self._core, _reference(ref), descriptor, data, progress, chunk_size),
         )
 
     def mount_blob(
@@ -229,7 +233,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
     ) -> bool:
         """Mount a blob from ``from_repository``; upload ``data`` if the registry declines."""
         return self._run(
-            self._core.mount_blob(_reference(ref), descriptor, from_repository, data, progress),
+            mount_blob(self._core, _reference(ref), descriptor, from_repository, data, progress),
         )
 
     def push_manifest(
@@ -237,7 +241,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
     ) -> Descriptor:
         """Upload a manifest or index under ``ref``'s tag (or by digest)."""
         return self._run(
-            self._core.push_manifest(_reference(ref), data, media_type, by_digest=by_digest),
+            push_manifest(self._core, _reference(ref), data, media_type, by_digest=by_digest),
         )
 
     def pull_graph(
@@ -245,7 +249,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
         ref: str | Reference,
         store: BlobSink,
         *,
-        platform: PlatformSpec = None,
+        platform: PlatformRequest | PlatformSelector | None = None,
         progress: ProgressCallback | None = None,
         max_concurrent: int = 3,
     ) -> PullResult:
@@ -257,7 +261,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
         is called (from worker threads) with a ProgressEvent per blob change.
         """
         return self._run(
-            self._core.pull_graph(_reference(ref), store, platform, progress, max_concurrent),
+            pull_graph(self._core, _reference(ref), store, platform, progress, max_concurrent),
         )
 
     def push_graph(
@@ -271,7 +275,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
     ) -> Descriptor:
         """Push ``descriptor`` and everything below it from ``source`` to ``ref``."""
         return self._run(
-            self._core.push_graph(_reference(ref), source, descriptor, progress, max_concurrent),
+            push_graph(self._core, _reference(ref), source, descriptor, progress, max_concurrent),
         )
 
     def _run(self, flow: Flow[T]) -> T:
@@ -307,14 +311,14 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
 
     async def resolve(self, ref: str | Reference) -> Descriptor:
         """See :meth:`RegistryClient.resolve`."""
-        descriptor, _ = await self._run(self._core.resolve(_reference(ref)))
+        descriptor, _ = await self._run(resolve(self._core, _reference(ref)))
         return descriptor
 
     async def fetch_manifest(
         self, ref: str | Reference, descriptor: Descriptor | None = None
     ) -> Manifest:
         """See :meth:`RegistryClient.fetch_manifest`."""
-        return await self._run(self._core.fetch_manifest(_reference(ref), descriptor))
+        return await self._run(fetch_manifest(self._core, _reference(ref), descriptor))
 
     async def fetch_blob(
         self,
@@ -325,11 +329,11 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         progress: ProgressCallback | None = None,
     ) -> Descriptor:
         """See :meth:`RegistryClient.fetch_blob`."""
-        return await self._run(self._core.fetch_blob(_reference(ref), descriptor, sink, progress))
+        return await self._run(fetch_blob(self._core, _reference(ref), descriptor, sink, progress))
 
     async def blob_exists(self, ref: str | Reference, digest: str) -> bool:
         """See :meth:`RegistryClient.blob_exists`."""
-        return await self._run(self._core.blob_exists(_reference(ref), digest))
+        return await self._run(blob_exists(self._core, _reference(ref), digest))
 
     async def push_blob(
         self,
@@ -342,7 +346,7 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     ) -> Descriptor:
         """See :meth:`RegistryClient.push_blob`."""
         return await self._run(
-            self._core.push_blob(_reference(ref), descriptor, data, progress, chunk_size),
+            push_blob(self._core, _reference(ref), descriptor, data, progress, chunk_size),
         )
 
     async def mount_blob(
@@ -356,7 +360,7 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     ) -> bool:
         """See :meth:`RegistryClient.mount_blob`."""
         return await self._run(
-            self._core.mount_blob(_reference(ref), descriptor, from_repository, data, progress),
+            mount_blob(self._core, _reference(ref), descriptor, from_repository, data, progress),
         )
 
     async def push_manifest(
@@ -364,7 +368,7 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     ) -> Descriptor:
         """See :meth:`RegistryClient.push_manifest`."""
         return await self._run(
-            self._core.push_manifest(_reference(ref), data, media_type, by_digest=by_digest),
+            push_manifest(self._core, _reference(ref), data, media_type, by_digest=by_digest),
         )
 
     async def pull_graph(
@@ -372,13 +376,13 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         ref: str | Reference,
         store: BlobSink,
         *,
-        platform: PlatformSpec = None,
+        platform: PlatformRequest | PlatformSelector | None = None,
         progress: ProgressCallback | None = None,
         max_concurrent: int = 3,
     ) -> PullResult:
         """See :meth:`RegistryClient.pull_graph`."""
         return await self._run(
-            self._core.pull_graph(_reference(ref), store, platform, progress, max_concurrent),
+            pull_graph(self._core, _reference(ref), store, platform, progress, max_concurrent),
         )
 
     async def push_graph(
@@ -392,7 +396,7 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     ) -> Descriptor:
         """See :meth:`RegistryClient.push_graph`."""
         return await self._run(
-            self._core.push_graph(_reference(ref), source, descriptor, progress, max_concurrent),
+            push_graph(self._core, _reference(ref), source, descriptor, progress, max_concurrent),
         )
 
     async def _run(self, flow: Flow[T]) -> T:

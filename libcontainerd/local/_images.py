@@ -32,38 +32,40 @@ import os
 import re
 import secrets
 import shutil
-import tarfile
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from libcontainerd.content import ContentStore, apply_layer, chain_ids, prepare_rootfs
-from libcontainerd.content.rootfs import RootFSMode, release_rootfs
-from libcontainerd.distribution import ProgressCallback, RegistryClient, select_platforms
-from libcontainerd.errors import (
-    DataLoss,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
+from libcontainerd.content import ContentStore, prepare_rootfs
+from libcontainerd.content.archive import import_images, open_archive
+from libcontainerd.content.archive_export import (
+    named_entry,
+    write_archive_file,
+    write_oci_archive,
 )
+from libcontainerd.content.recording import RecordingSink
+from libcontainerd.content.rootfs import RootFSMode, release_rootfs
+from libcontainerd.distribution import ProgressCallback, RegistryClient
+from libcontainerd.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
+from libcontainerd.local._image_filters import has_platform, parse_filter
+from libcontainerd.local._image_graph import (
+    children,
+    local_manifests,
+    present_platforms,
+    reachable,
+    read_json,
+)
+from libcontainerd.local._snapshots import snapshot_dir, unpack_layers
 from libcontainerd.types import descriptor as media
-from libcontainerd.types import platform as platforms
 from libcontainerd.types.auth import Credentials
-from libcontainerd.types.descriptor import Descriptor
-from libcontainerd.types.digest import split_digest, validate_digest
+from libcontainerd.types.descriptor import Descriptor, select_platforms
 from libcontainerd.types.image import Image
-from libcontainerd.types.platform import Matcher, Platform
+from libcontainerd.types.platform import Platform, PlatformRequest, PlatformSelector
 from libcontainerd.types.reference import Reference
 
-__all__ = ["LocalImageService", "PlatformRequest", "normalize_image_name"]
-
-PlatformRequest = Platform | str | Matcher | Sequence[Platform | str] | None
-"""``None`` (this host), ``"all"``, ``"os/arch[/variant]"``, a Platform, a Matcher or a list."""
+__all__ = ["LocalImageService", "normalize_image_name"]
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_MAX_JSON = 4 * 1024 * 1024
-_FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(==|!=|~=)?\s*(.*?)\s*$")
 
 
 def normalize_image_name(ref: str) -> str:
@@ -108,39 +110,6 @@ def _flock(path: Path, mode: int) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _platform_key(p: Platform) -> str:
-    return p.format()
-
-
-def _matches(image_platforms: Sequence[Platform], wanted: PlatformRequest) -> bool:
-    try:
-        fake = [
-            Descriptor(
-                media_type=media.MEDIA_TYPE_OCI_MANIFEST,
-                digest="sha256:" + "0" * 64,
-                size=0,
-                platform=p,
-            )
-            for p in image_platforms
-        ]
-        select_platforms(fake, wanted)
-    except NotFound:
-        return False
-    return bool(image_platforms)
-
-
-def _platform_text(wanted: PlatformRequest) -> str:
-    if wanted is None:
-        return platforms.default().format()
-    if isinstance(wanted, Platform):
-        return wanted.format()
-    if isinstance(wanted, str):
-        return wanted
-    if isinstance(wanted, Sequence):
-        return ", ".join(p.format() if isinstance(p, Platform) else str(p) for p in wanted)
-    return repr(wanted)
 
 
 class LocalImageService:
@@ -234,7 +203,7 @@ class LocalImageService:
                 labels=merged,
                 created_at=old.created_at if old is not None else now,
                 updated_at=now,
-                platforms=self._present_platforms(target),
+                platforms=present_platforms(self.content, target),
             )
             record = {
                 "name": image.name,
@@ -242,7 +211,7 @@ class LocalImageService:
                 "labels": dict(image.labels),
                 "created_at": image.created_at.isoformat() if image.created_at else None,
                 "updated_at": now.isoformat(),
-                "platforms": [_platform_key(p) for p in image.platforms],
+                "platforms": [p.format() for p in image.platforms],
             }
             _atomic_json(path, record)
         replaced = old if old is not None and old.target.digest != target.digest else None
@@ -250,134 +219,12 @@ class LocalImageService:
 
     # -- content graph -----------------------------------------------------------------
 
-    def _read_json(self, digest: str) -> dict[str, Any]:
-        with self.content.open(digest) as f:
-            raw = f.read(_MAX_JSON + 1)
-        if len(raw) > _MAX_JSON:
-            raise DataLoss(f"blob {digest} is larger than a manifest or config may be")
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise DataLoss(f"blob {digest} is not JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise DataLoss(f"blob {digest} is not a JSON object")
-        return value
-
-    def _children(self, desc: Descriptor) -> list[Descriptor]:
-        doc = self._read_json(desc.digest)
-        if media.is_index(desc.media_type):
-            return [Descriptor.from_dict(m) for m in doc.get("manifests") or []]
-        children = [Descriptor.from_dict(doc["config"])] if "config" in doc else []
-        children += [Descriptor.from_dict(layer) for layer in doc.get("layers") or []]
-        return children
-
-    def _manifest_platform(self, desc: Descriptor) -> Platform:
-        config = self._read_json(
-            Descriptor.from_dict(self._read_json(desc.digest)["config"]).digest
-        )
-        return Platform.of(
-            str(config.get("os") or "linux"),
-            str(config.get("architecture") or "unknown"),
-            str(config.get("variant") or ""),
-        )
-
-    def _local_manifests(self, target: Descriptor) -> list[Descriptor]:
-        """The platform manifests under ``target`` whose content is present, with platform."""
-        found: list[Descriptor] = []
-        pending = [(target, 0)]
-        while pending:
-            desc, depth = pending.pop(0)
-            if not self.content.exists(desc.digest) or depth > 8:
-                continue
-            if media.is_index(desc.media_type):
-                pending += [(c, depth + 1) for c in self._children(desc)]
-            elif media.is_manifest(desc.media_type):
-                children = self._children(desc)
-                if all(self.content.exists(c.digest) for c in children):
-                    platform = desc.platform or self._manifest_platform(desc)
-                    found.append(
-                        Descriptor(
-                            media_type=desc.media_type,
-                            digest=desc.digest,
-                            size=desc.size,
-                            annotations=desc.annotations,
-                            platform=platform,
-                        )
-                    )
-        return found
-
-    def _present_platforms(self, target: Descriptor) -> tuple[Platform, ...]:
-        seen: dict[str, Platform] = {}
-        for manifest in self._local_manifests(target):
-            assert manifest.platform is not None
-            seen.setdefault(_platform_key(manifest.platform), manifest.platform)
-        return tuple(seen.values())
-
-    def _reachable(self, target: Descriptor) -> tuple[set[str], set[str]]:
-        """Blob digests and snapshot chain ids under ``target`` (present content only)."""
-        blobs: set[str] = set()
-        chains: set[str] = set()
-        pending = [target]
-        while pending:
-            desc = pending.pop()
-            if desc.digest in blobs:
-                continue
-            blobs.add(desc.digest)
-            if not self.content.exists(desc.digest):
-                continue
-            if media.is_index(desc.media_type) or media.is_manifest(desc.media_type):
-                children = self._children(desc)
-                pending += children
-                if media.is_manifest(desc.media_type):
-                    with contextlib.suppress(NotFound, DataLoss, KeyError, TypeError):
-                        chains.update(chain_ids(self._diff_ids(children[0])))
-        return blobs, chains
-
-    def _diff_ids(self, config: Descriptor) -> list[str]:
-        diff_ids = self._read_json(config.digest).get("rootfs", {}).get("diff_ids") or []
-        return [validate_digest(d) for d in diff_ids]
-
     def _snapshot_dir(self, chain: str) -> Path:
-        return self._snapshots / split_digest(chain)[1]
+        return snapshot_dir(self._snapshots, chain)
 
     def _unpack(self, manifest: Descriptor) -> list[Path]:
         """Extract ``manifest``'s layers into shared snapshot dirs; returns them bottom first."""
-        children = self._children(manifest)
-        layers = children[1:]
-        diff_ids = self._diff_ids(children[0])
-        if len(diff_ids) != len(layers):
-            raise DataLoss(
-                f"manifest {manifest.digest} has {len(layers)} layers but its config lists "
-                f"{len(diff_ids)} diff ids"
-            )
-        dirs: list[Path] = []
-        for layer, diff_id, chain in zip(layers, diff_ids, chain_ids(diff_ids), strict=True):
-            dest = self._snapshot_dir(chain)
-            dirs.append(dest)
-            if dest.is_dir():
-                continue
-            tmp = self._snapshots / f".{dest.name}.{secrets.token_hex(6)}.partial"
-            tmp.mkdir(mode=0o755)
-            try:
-                os.chmod(tmp, 0o755)
-                apply_layer(
-                    self.content.path(layer.digest),
-                    tmp,
-                    media_type=layer.media_type,
-                    whiteout_format="overlay",
-                    expected_diff_id=diff_id,
-                )
-                try:
-                    os.rename(tmp, dest)
-                except OSError:
-                    if not dest.is_dir():
-                        raise
-                    # Another client extracted the same layer meanwhile: keep theirs.
-                    shutil.rmtree(tmp, ignore_errors=True)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        return dirs
+        return unpack_layers(self.content, self._snapshots, manifest)
 
     # -- ImageService ------------------------------------------------------------------
 
@@ -385,7 +232,7 @@ class LocalImageService:
         self,
         ref: str,
         *,
-        platform: PlatformRequest = None,
+        platform: PlatformRequest | None = None,
         progress: ProgressCallback | None = None,
         auth: Credentials | None = None,
         unpack: bool = True,
@@ -398,20 +245,31 @@ class LocalImageService:
         root, which overlay whiteouts need) the pulled layers are extracted into snapshots.
         """
         parsed = Reference.parse(ref)
+        selector = PlatformSelector.of(platform)
         options = dict(self._registry_options)
         if auth is not None:
             options["credentials"] = auth
         options.setdefault("docker_config", True)
+        sink = RecordingSink(self.content)
+        failure: BaseException | None = None
         with _flock(self._gc_lock, fcntl.LOCK_SH):
-            with RegistryClient(**options) as registry:
-                result = registry.pull_graph(
-                    parsed,
-                    self.content,
-                    platform=platform,
-                    progress=progress,
-                    max_concurrent=max_concurrent,
-                )
-            failure: BaseException | None = None
+            try:
+                with RegistryClient(**options) as registry:
+                    result = registry.pull_graph(
+                        parsed,
+                        sink,
+                        platform=selector,
+                        progress=progress,
+                        max_concurrent=max_concurrent,
+                    )
+            except BaseException as exc:
+                failure = exc
+        if failure is not None:
+            # Corrupt, short, overlong or interrupted: nothing of this pull stays behind
+            # (the writers removed their partial files; committed blobs go here).
+            self._collect([], (sink.committed, set()))
+            raise failure
+        with _flock(self._gc_lock, fcntl.LOCK_SH):
             try:
                 if unpack and os.geteuid() == 0:
                     for desc in result.manifests:
@@ -433,7 +291,7 @@ class LocalImageService:
         ref: str,
         *,
         source: str | None = None,
-        platform: PlatformRequest = None,
+        platform: PlatformRequest | None = None,
         progress: ProgressCallback | None = None,
         auth: Credentials | None = None,
     ) -> Descriptor:
@@ -447,8 +305,8 @@ class LocalImageService:
         if platform is not None:
             target = self._select(image, platform)
         elif media.is_index(target.media_type):
-            wanted = len(self._children(target))
-            if len(self._local_manifests(target)) < wanted:
+            wanted = len(children(self.content, target))
+            if len(local_manifests(self.content, target)) < wanted:
                 raise FailedPrecondition(
                     f"image {image.name} has content for {len(image.platforms)} of {wanted} "
                     "platforms locally; pull it with platform='all' or pass platform="
@@ -463,7 +321,7 @@ class LocalImageService:
             )
 
     def list(
-        self, filters: Sequence[str] = (), *, platform: PlatformRequest = None
+        self, filters: Sequence[str] = (), *, platform: PlatformRequest | None = None
     ) -> builtins.list[Image]:
         """Image records of this namespace, sorted by name.
 
@@ -475,40 +333,21 @@ class LocalImageService:
         """
         if isinstance(filters, str):
             filters = [filters]
-        checks = [self._parse_filter(f) for f in filters]
+        checks = [parse_filter(f) for f in filters]
+        selector = None if platform is None else PlatformSelector.of(platform)
         out: builtins.list[Image] = []
         for path in sorted((self._images / self.namespace).glob("*.json")):
             image = self._read_record(path)
             if image is None:
                 continue
-            if platform is not None and not _matches(image.platforms, platform):
+            if selector is not None and not has_platform(image, selector):
                 continue
             if checks and not any(check(image) for check in checks):
                 continue
             out.append(image)
         return sorted(out, key=lambda i: i.name)
 
-    @staticmethod
-    def _parse_filter(text: str) -> Callable[[Image], bool]:
-        clauses: builtins.list[Callable[[Image], bool]] = []
-        for part in text.split(","):
-            m = _FILTER_RE.match(part)
-            if m is None or not m.group(1) or (m.group(2) is None and m.group(3)):
-                raise InvalidArgument(
-                    f"filter {text!r} is not field==value, field!=value, field~=regex or field"
-                )
-            field, op, value = m.group(1), m.group(2), m.group(3)
-            if field not in ("name", "target.digest", "target.mediatype", "platform") and (
-                not field.startswith("labels.")
-            ):
-                raise InvalidArgument(
-                    f"filter field {field!r} is unknown; use name, target.digest, "
-                    "target.mediatype, platform or labels.<key>"
-                )
-            clauses.append(_clause(field, op, value))
-        return lambda image: all(c(image) for c in clauses)
-
-    def get(self, ref: str, *, platform: PlatformRequest = None) -> Image:
+    def get(self, ref: str, *, platform: PlatformRequest | None = None) -> Image:
         """The record ``ref``; with ``platform``, NotFound unless that platform is present."""
         name = normalize_image_name(ref)
         image = self._read_record(self._record_path(name))
@@ -516,22 +355,24 @@ class LocalImageService:
             image = self._read_record(self._record_path(ref))
         if image is None:
             raise NotFound(f"image {ref!r} is not in namespace {self.namespace!r}; pull it first")
-        if platform is not None and not _matches(image.platforms, platform):
-            have = ", ".join(_platform_key(p) for p in image.platforms) or "none"
+        selector = None if platform is None else PlatformSelector.of(platform)
+        if selector is not None and not has_platform(image, selector):
+            have = ", ".join(p.format() for p in image.platforms) or "none"
             raise NotFound(
-                f"image {image.name} has no content for platform {_platform_text(platform)} "
+                f"image {image.name} has no content for platform {selector.label} "
                 f"locally (it has {have}); pull it with that platform"
             )
         return image
 
-    def _select(self, image: Image, platform: PlatformRequest) -> Descriptor:
-        local = self._local_manifests(image.target)
+    def _select(self, image: Image, platform: PlatformRequest | None) -> Descriptor:
+        local = local_manifests(self.content, image.target)
+        selector = PlatformSelector.of(platform)
         try:
-            return select_platforms(local, platform)[0]
+            return select_platforms(local, selector)[0]
         except NotFound:
-            have = ", ".join(_platform_key(p) for p in image.platforms) or "none"
+            have = ", ".join(p.format() for p in image.platforms) or "none"
             raise NotFound(
-                f"image {image.name} has no content for platform {_platform_text(platform)} "
+                f"image {image.name} has no content for platform {selector.label} "
                 f"locally (it has {have}); pull it with that platform"
             ) from None
 
@@ -560,7 +401,7 @@ class LocalImageService:
             blobs: set[str] = set()
             chains: set[str] = set()
             for target in targets:
-                b, c = self._reachable(target)
+                b, c = reachable(self.content, target)
                 blobs |= b
                 chains |= c
             if extra is not None:
@@ -569,7 +410,7 @@ class LocalImageService:
             live_blobs: set[str] = set()
             live_chains: set[str] = set()
             for image in self._all_records():
-                b, c = self._reachable(image.target)
+                b, c = reachable(self.content, image.target)
                 live_blobs |= b
                 live_chains |= c
             for ref_path in self._refs.glob("*.json"):
@@ -589,7 +430,7 @@ class LocalImageService:
         self,
         source: Path | str | IO[bytes],
         *,
-        platform: PlatformRequest = None,
+        platform: PlatformRequest | None = None,
         base_name: str | None = None,
         unpack: bool = True,
     ) -> builtins.list[Image]:
@@ -601,43 +442,28 @@ class LocalImageService:
         use their ``RepoTags``. ``platform`` (default: everything in the archive) limits the
         platforms imported. Blobs are verified against their digests.
         """
-        from libcontainerd.local._archive import read_archive
-
-        with contextlib.ExitStack() as stack:
-            if isinstance(source, (str, Path)):
-                try:
-                    tar = stack.enter_context(tarfile.open(source, "r:*"))
-                except FileNotFoundError:
-                    raise NotFound(f"archive {source} does not exist") from None
-                except tarfile.TarError as exc:
-                    raise InvalidArgument(f"{source} is not a tar archive ({exc})") from None
-            else:
-                spool = stack.enter_context(tempfile.TemporaryFile(dir=self.root))
-                shutil.copyfileobj(source, spool)
-                spool.seek(0)
-                try:
-                    tar = stack.enter_context(tarfile.open(fileobj=spool, mode="r:*"))
-                except tarfile.TarError as exc:
-                    raise InvalidArgument(f"the archive is not a tar archive ({exc})") from None
-            images: builtins.list[Image] = []
-            replaced: builtins.list[Descriptor] = []
-            failure: BaseException | None = None
-            with _flock(self._gc_lock, fcntl.LOCK_SH):
-                entries = read_archive(tar, self.content, platform, base_name)
-                try:
-                    if unpack and os.geteuid() == 0:
-                        for _, _, manifests in entries:
-                            for manifest in manifests:
-                                self._unpack(manifest)
-                    for name, target, _ in entries:
-                        image, old = self._write_record(name, target)
-                        images.append(image)
-                        if old is not None:
-                            replaced.append(old.target)
-                except BaseException as exc:
-                    failure = exc
+        images: builtins.list[Image] = []
+        replaced: builtins.list[Descriptor] = []
+        failure: BaseException | None = None
+        with (
+            open_archive(source, spool_dir=self.root) as archive,
+            _flock(self._gc_lock, fcntl.LOCK_SH),
+        ):
+            found = import_images(archive, self.content, platform, base_name=base_name)
+            try:
+                if unpack and os.geteuid() == 0:
+                    for item in found:
+                        for manifest in item.manifests:
+                            self._unpack(manifest)
+                for item in found:
+                    image, old = self._write_record(item.name, item.target)
+                    images.append(image)
+                    if old is not None:
+                        replaced.append(old.target)
+            except BaseException as exc:
+                failure = exc
         if failure is not None:
-            self._collect([target for _, target, _ in entries])
+            self._collect([item.target for item in found])
             raise failure
         self._collect(replaced)
         return images
@@ -647,37 +473,23 @@ class LocalImageService:
         refs: Sequence[str],
         dest: Path | str | IO[bytes],
         *,
-        platform: PlatformRequest = None,
+        platform: PlatformRequest | None = None,
     ) -> None:
         """Write ``refs`` as one OCI image-layout tarball to ``dest`` (path or binary file).
 
         With ``platform`` each image is written as its manifest for that platform; without,
         as its root (an index keeps only the platforms present locally).
         """
-        from libcontainerd.local._archive import write_layout_tar
-
         if isinstance(refs, str):
             refs = [refs]
-        entries: builtins.list[tuple[Image, Descriptor]] = []
+        entries: builtins.list[dict[str, Any]] = []
         for ref in refs:
             image = self.get(ref)
             target = self._select(image, platform) if platform is not None else image.target
-            entries.append((image, target))
+            entries.append(named_entry(image.name, target))
         if not entries:
             raise InvalidArgument("export_archive needs at least one image reference")
-        if isinstance(dest, (str, Path)):
-            dest = Path(dest)
-            tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    write_layout_tar(f, self.content, entries)
-                os.rename(tmp, dest)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-        else:
-            write_layout_tar(dest, self.content, entries)
+        write_archive_file(dest, lambda out: write_oci_archive(out, self.content, entries))
 
     # -- container root filesystems ----------------------------------------------------
 
@@ -686,7 +498,7 @@ class LocalImageService:
         ref: str,
         container_dir: Path | str,
         *,
-        platform: PlatformRequest = None,
+        platform: PlatformRequest | None = None,
     ) -> tuple[Path, dict[str, Any]]:
         """Build ``container_dir/rootfs`` from image ``ref`` (overlay when possible, else copy).
 
@@ -703,14 +515,14 @@ class LocalImageService:
                 f"{container_dir} has an image root filesystem already; release it first"
             )
         with _flock(self._gc_lock, fcntl.LOCK_SH):
-            children = self._children(manifest)
-            config = self._read_json(children[0].digest)
-            blobs, chains = self._reachable(manifest)
+            parts = children(self.content, manifest)
+            config = read_json(self.content, parts[0].digest)
+            blobs, chains = reachable(self.content, manifest)
             layers: builtins.list[Path]
             if os.geteuid() == 0:
                 layers = self._unpack(manifest)
             else:
-                layers = [self.content.path(layer.digest) for layer in children[1:]]
+                layers = [self.content.path(layer.digest) for layer in parts[1:]]
             if not layers:
                 raise FailedPrecondition(f"image {image.name} has no layers to make a rootfs of")
             _atomic_json(
@@ -758,40 +570,3 @@ class LocalImageService:
             with contextlib.suppress(ValueError, OSError):
                 out.append(str(json.loads(path.read_bytes())["container_dir"]))
         return out
-
-
-def _clause(field: str, op: str | None, value: str) -> Callable[[Image], bool]:
-    if op == "~=":
-        try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            raise InvalidArgument(f"filter regex {value!r} is invalid ({exc})") from None
-    if field == "platform" and op in ("==", "!="):
-        wanted = Platform.parse(value)
-
-    def get(image: Image) -> builtins.list[str]:
-        if field == "name":
-            return [image.name]
-        if field == "target.digest":
-            return [image.target.digest]
-        if field == "target.mediatype":
-            return [image.target.media_type]
-        if field == "platform":
-            return [_platform_key(p) for p in image.platforms]
-        key = field[len("labels.") :]
-        return [image.labels[key]] if key in image.labels else []
-
-    def check(image: Image) -> bool:
-        values = get(image)
-        if op is None:
-            return bool(values)
-        if field == "platform" and op in ("==", "!="):
-            hit = _matches(image.platforms, wanted)
-            return hit if op == "==" else not hit
-        if op == "==":
-            return value in values
-        if op == "!=":
-            return value not in values
-        return any(pattern.search(v) for v in values)
-
-    return check

@@ -1,17 +1,19 @@
 """containerd's content service as a blob store for the registry client and archives.
 
-:class:`RemoteContentStore` implements the :class:`~libcontainerd.distribution.BlobSink`
-and :class:`~libcontainerd.distribution.BlobSource` protocols, so
+:class:`RemoteContentStore` implements the content protocol
+(:class:`~libcontainerd.content.protocol.BlobStore`), so
 :meth:`~libcontainerd.distribution.RegistryClient.pull_graph` writes straight into
-containerd and ``push_graph`` reads from it. Every call carries the store's lease (if
-any), so partial and freshly committed content is protected from garbage collection
-until the caller has created the image record that references it.
+containerd, ``push_graph`` reads from it, and the archive codec imports into it. Every
+call carries the store's lease (if any), so partial and freshly committed content is
+protected from garbage collection until the caller has created the image record that
+references it.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import datetime
 import io
 import json
 import queue
@@ -24,7 +26,8 @@ from typing import Any, BinaryIO, TypeVar
 import grpc
 from google.protobuf import field_mask_pb2
 
-from ..errors import (
+from libcontainerd.content.protocol import BlobInfo
+from libcontainerd.errors import (
     AlreadyExists,
     DigestMismatch,
     Error,
@@ -32,10 +35,16 @@ from ..errors import (
     NotFound,
     Unavailable,
 )
-from ..types import descriptor as media
-from ..types.descriptor import Descriptor
-from ._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
-from ._transport import NAMESPACE_HEADER, Transport, is_locked_message, translate_rpc_error
+from libcontainerd.remote._gc_labels import child_gc_labels
+from libcontainerd.remote._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from libcontainerd.remote._transport import (
+    NAMESPACE_HEADER,
+    Transport,
+    is_locked_message,
+    translate_rpc_error,
+)
+from libcontainerd.types import descriptor as media
+from libcontainerd.types.descriptor import Descriptor
 
 __all__ = [
     "LEASE_HEADER",
@@ -43,7 +52,6 @@ __all__ = [
     "MAX_WRITE_CHUNK",
     "RemoteContentStore",
     "RemoteContentWriter",
-    "child_gc_labels",
 ]
 
 LEASE_HEADER = "containerd-lease"
@@ -58,56 +66,6 @@ _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-def _child_label_kind(child: Mapping[str, Any], index: int) -> str:
-    media_type = str(child.get("mediaType") or "")
-    if media.is_config(media_type):
-        return "config"
-    if media.is_manifest(media_type):
-        return f"m.{index}"
-    if media.is_layer(media_type):
-        return f"l.{index}"
-    return str(index)
-
-
-def child_gc_labels(media_type: str, data: bytes) -> dict[str, str]:
-    """The ``containerd.io/gc.ref.content.*`` labels that keep a manifest's children alive.
-
-    An index refers to its manifests (``m.<i>``), a manifest to its config
-    (``config``) and layers (``l.<i>``), numbered by position, as containerd's own
-    garbage collector expects. Anything that is not a manifest or index gets none.
-    """
-    if not (media.is_index(media_type) or media.is_manifest(media_type)):
-        return {}
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    children: list[Any] = []
-    manifests, layers = document.get("manifests"), document.get("layers")
-    if media.is_index(media_type):
-        children = list(manifests) if isinstance(manifests, list) else []
-    else:
-        if isinstance(document.get("config"), dict):
-            children.append(document["config"])
-        if isinstance(layers, list):
-            children.extend(layers)
-    labels: dict[str, str] = {}
-    layer_index = 0
-    for position, child in enumerate(children):
-        if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
-            continue
-        if media.is_index(media_type):
-            kind = f"m.{position}"
-        else:
-            kind = _child_label_kind(child, layer_index)
-            if kind.startswith("l."):
-                layer_index += 1
-        labels[f"containerd.io/gc.ref.content.{kind}"] = child["digest"]
-    return labels
 
 
 class _Requests:
@@ -167,8 +125,10 @@ class RemoteContentWriter:
     """One blob's Write stream; nothing is visible in the content store before :meth:`commit`.
 
     On open it asks containerd how much of the ingest ``ref`` already holds (left by an
-    interrupted earlier attempt) and resumes there: incoming bytes below that offset are
-    not sent again, and containerd checks the whole blob's digest at commit.
+    interrupted earlier attempt; :attr:`offset`). By default the caller still writes the
+    blob from byte 0 and bytes below that offset are not sent again; with ``resume`` the
+    caller continues at :attr:`offset` instead. containerd checks the whole blob's
+    digest at commit.
     """
 
     def __init__(
@@ -178,6 +138,7 @@ class RemoteContentWriter:
         *,
         ref: str | None = None,
         labels: Mapping[str, str] | None = None,
+        resume: bool = False,
     ) -> None:
         self._store = store
         self._descriptor = descriptor
@@ -211,6 +172,8 @@ class RemoteContentWriter:
                     ) from None
                 time.sleep(delay)
                 continue
+            if resume:
+                self._position = self._server_offset
             return
 
     def _open(self) -> None:
@@ -250,7 +213,7 @@ class RemoteContentWriter:
 
     @property
     def offset(self) -> int:
-        """How many bytes containerd holds for this ingest."""
+        """How many bytes containerd holds for this ingest (see the class documentation)."""
         return self._server_offset
 
     def _exchange(self, request: content_pb2.WriteContentRequest) -> Any:
@@ -443,14 +406,25 @@ class RemoteContentStore:
         except grpc.RpcError as error:
             raise translate_rpc_error(error, address=self.transport.address) from None
 
-    def info(self, digest: str) -> content_pb2.Info:
-        """The stored blob's info; ``NotFound`` when absent."""
+    def _info(self, digest: str) -> content_pb2.Info:
         return self._call(self._content.Info, content_pb2.InfoRequest(digest=digest)).info
+
+    def info(self, digest: str) -> BlobInfo:
+        """The stored blob's size, times and labels; ``NotFound`` when absent."""
+        found = self._info(digest)
+        utc = datetime.timezone.utc
+        return BlobInfo(
+            digest=found.digest,
+            size=found.size,
+            created_at=found.created_at.ToDatetime(tzinfo=utc),
+            updated_at=found.updated_at.ToDatetime(tzinfo=utc),
+            labels=dict(found.labels),
+        )
 
     def exists(self, digest: str) -> bool:
         """Whether blob ``digest`` is committed in containerd."""
         try:
-            self.info(digest)
+            self._info(digest)
         except NotFound:
             return False
         return True
@@ -468,8 +442,16 @@ class RemoteContentStore:
     def writer(
         self, descriptor: Descriptor, *, labels: Mapping[str, str] | None = None
     ) -> RemoteContentWriter:
-        """A new writer for ``descriptor`` (a fresh ingest ref unless one is resumable)."""
+        """A new writer for ``descriptor``; the caller writes the blob from byte 0.
+
+        Its ingest is named after the digest, so the bytes an interrupted earlier write
+        left in containerd are not sent again.
+        """
         return RemoteContentWriter(self, descriptor, labels=labels)
+
+    def resume(self, ref: str, descriptor: Descriptor) -> RemoteContentWriter:
+        """Continue the ingest ``ref`` of ``descriptor``: the caller writes from ``offset``."""
+        return RemoteContentWriter(self, descriptor, ref=ref, resume=True)
 
     def write_blob(
         self, descriptor: Descriptor, data: bytes, *, labels: Mapping[str, str] | None = None
@@ -504,7 +486,7 @@ class RemoteContentStore:
 
     def open_blob(self, digest: str) -> BinaryIO:
         """Open blob ``digest`` for reading; ``NotFound`` when absent."""
-        self.info(digest)  # a missing blob fails here, not on the first read
+        self._info(digest)  # a missing blob fails here, not on the first read
         call = self._content.Read(
             content_pb2.ReadContentRequest(digest=digest), metadata=self._metadata()
         )

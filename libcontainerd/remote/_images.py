@@ -1,11 +1,12 @@
 """The remote backend's image service: pull, push, list, get, remove, import, export.
 
 Pulls run under a containerd lease: the registry client streams every blob into
-containerd's content store (:mod:`._content`), layers are unpacked into snapshots
-(:mod:`._unpack`), and only then is the image record created. The lease is deleted at
-the end either way, so a failed or cancelled pull leaves nothing that no image
-references; a successful one leaves content and snapshots held by the image record
-through containerd's ``gc.ref`` labels.
+containerd's content store (:mod:`libcontainerd.remote._content`), layers are unpacked
+into snapshots (:mod:`libcontainerd.remote._unpack`), and only then is the image record
+created. Archives go through the shared codec (:mod:`libcontainerd.content.archive`)
+under a lease too. The lease is deleted at the end either way, so a failed or cancelled
+pull leaves nothing that no image references; a successful one leaves content and
+snapshots held by the image record through containerd's ``gc.ref`` labels.
 """
 
 from __future__ import annotations
@@ -21,30 +22,37 @@ from typing import IO, Any
 import attrs
 from google.protobuf import field_mask_pb2
 
-from ..distribution import RegistryClient, select_platforms
-from ..errors import (
-    AlreadyExists,
-    DigestMismatch,
-    Error,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
+from libcontainerd.content.archive import import_images, open_archive
+from libcontainerd.content.archive_export import (
+    named_entry,
+    write_archive_file,
+    write_oci_archive,
 )
-from ..types import descriptor as media
-from ..types import platform as platforms
-from ..types.auth import Credentials
-from ..types.descriptor import Descriptor
-from ..types.image import Image
-from ..types.platform import Matcher, Platform
-from ..types.reference import Reference
-from . import _convert
-from ._content import RemoteContentStore, leased_call
-from ._pb.containerd.services.images.v1 import images_pb2, images_pb2_grpc
-from ._pb.containerd.services.leases.v1 import leases_pb2
-from ._pb.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-from ._pb.containerd.types import descriptor_pb2, mount_pb2
-from ._transport import Transport
-from ._unpack import DEFAULT_SNAPSHOTTER, image_chain_id, unpack_image
+from libcontainerd.distribution import RegistryClient
+from libcontainerd.errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, NotFound
+from libcontainerd.remote._content import RemoteContentStore, leased_call
+from libcontainerd.remote._convert import to_datetime
+from libcontainerd.remote._manifests import ImageManifest, PlatformReader, read_manifests
+from libcontainerd.remote._pb.containerd.services.images.v1 import images_pb2, images_pb2_grpc
+from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2
+from libcontainerd.remote._pb.containerd.services.snapshots.v1 import (
+    snapshots_pb2,
+    snapshots_pb2_grpc,
+)
+from libcontainerd.remote._pb.containerd.types import descriptor_pb2, mount_pb2
+from libcontainerd.remote._transport import Transport
+from libcontainerd.remote._unpack import DEFAULT_SNAPSHOTTER, image_chain_id, unpack_image
+from libcontainerd.types import descriptor as media
+from libcontainerd.types.auth import Credentials
+from libcontainerd.types.descriptor import Descriptor
+from libcontainerd.types.image import Image
+from libcontainerd.types.platform import (
+    Platform,
+    PlatformRequest,
+    PlatformSelector,
+    default_matcher,
+)
+from libcontainerd.types.reference import Reference
 
 __all__ = [
     "ImageManifest",
@@ -57,190 +65,6 @@ __all__ = [
 _LEASE_EXPIRE_LABEL = "containerd.io/gc.expire"
 _PULL_LEASE_LIFETIME = _dt.timedelta(hours=24)
 _CONTAINER_LEASE_LIFETIME = _dt.timedelta(minutes=5)
-
-PlatformArg = Platform | str | Matcher | Sequence[Platform | str] | None
-
-
-@attrs.frozen
-class ImageManifest:
-    """One platform's manifest of an image, as read from containerd's content store."""
-
-    descriptor: Descriptor
-    manifest: Mapping[str, Any] = attrs.field(repr=False)
-    config: Mapping[str, Any] = attrs.field(repr=False)
-
-    @property
-    def platform(self) -> Platform | None:
-        """The platform the config declares."""
-        return _config_platform(self.config)
-
-
-def _config_platform(config: Mapping[str, Any]) -> Platform | None:
-    os_name = config.get("os")
-    arch = config.get("architecture")
-    if not isinstance(os_name, str) or not isinstance(arch, str):
-        return None
-    try:
-        return Platform.of(os_name, arch, str(config.get("variant") or ""))
-    except InvalidArgument:
-        return None
-
-
-def _platform_label(platform: PlatformArg) -> str:
-    if platform is None:
-        return platforms.default().format()
-    if isinstance(platform, Platform):
-        return platform.format()
-    if isinstance(platform, str):
-        return platform
-    if isinstance(platform, Sequence):
-        return ", ".join(p.format() if isinstance(p, Platform) else str(p) for p in platform)
-    return repr(platform)
-
-
-def _config_matches(config: Mapping[str, Any], platform: PlatformArg) -> bool:
-    if platform is None or platform == "all":
-        return True
-    os_name, arch = config.get("os"), config.get("architecture")
-    if not isinstance(os_name, str) or not isinstance(arch, str):
-        return True  # nothing to compare against: accept, as containerd does
-    probe = Descriptor(
-        media_type=media.MEDIA_TYPE_OCI_MANIFEST,
-        digest="sha256:" + "0" * 64,
-        size=0,
-        platform=Platform.of(os_name, arch, str(config.get("variant") or "")),
-    )
-    try:
-        select_platforms([probe], platform)
-    except NotFound:
-        return False
-    return True
-
-
-def read_manifests(
-    store: RemoteContentStore,
-    target: Descriptor,
-    platform: PlatformArg | str = None,
-    *,
-    what: str = "image",
-) -> list[ImageManifest]:
-    """The manifests of ``target`` for ``platform`` ('all' for every locally stored one).
-
-    Only manifests whose content is in the store are candidates. ``NotFound`` names the
-    platform when none matches.
-    """
-    if media.is_manifest(target.media_type):
-        manifest = store.read_json(target.digest)
-        config = store.read_json(manifest["config"]["digest"])
-        if not _config_matches(config, platform):
-            raise NotFound(
-                f"{what} is for {config.get('os')}/{config.get('architecture')}, not for "
-                f"platform {_platform_label(platform)}; pass a matching platform="
-            )
-        return [ImageManifest(target, manifest, config)]
-    if not media.is_index(target.media_type):
-        raise FailedPrecondition(
-            f"{what} points at {target.media_type}, which is neither a manifest nor an index"
-        )
-    index = store.read_json(target.digest)
-    children = [Descriptor.from_dict(item) for item in index.get("manifests") or []]
-    result: list[ImageManifest] = []
-    entries: list[Descriptor] = []
-    for child in children:
-        if media.is_index(child.media_type):
-            with contextlib.suppress(NotFound):
-                result.extend(read_manifests(store, child, platform, what=what))
-        elif store.exists(child.digest):
-            entries.append(child)
-    if entries:
-        try:
-            chosen = select_platforms(entries, platform)
-        except NotFound as error:
-            if not result:
-                raise NotFound(f"{what}: {error}") from None
-            chosen = []
-        for child in chosen:
-            manifest = store.read_json(child.digest)
-            config = store.read_json(manifest["config"]["digest"])
-            result.append(ImageManifest(child, manifest, config))
-    if not result:
-        offered = sorted({c.platform.format() for c in children if c.platform is not None})
-        raise NotFound(
-            f"{what} has no locally stored manifest for platform {_platform_label(platform)} "
-            f"(the index offers {', '.join(offered) or 'no platforms'}); pull it with that "
-            "platform="
-        )
-    return result
-
-
-_MAX_INDEX_DEPTH = 4
-
-
-class _PlatformReader:
-    """The locally present platforms of image targets, for ``list`` and ``get``.
-
-    An index names each manifest's platform, so only the index is read, plus one
-    content listing for which of its manifests are stored; a lone manifest needs its
-    config. Blobs shared between images are read once per reader.
-    """
-
-    def __init__(self, store: RemoteContentStore) -> None:
-        self._store = store
-        self._json: dict[str, Any] = {}
-
-    def _read(self, digest: str) -> Any:
-        if digest not in self._json:
-            self._json[digest] = self._store.read_json(digest)
-        return self._json[digest]
-
-    def _manifest_platform(self, digest: str) -> Platform | None:
-        manifest = self._read(digest)
-        config_ref = manifest.get("config") if isinstance(manifest, Mapping) else None
-        config_digest = config_ref.get("digest") if isinstance(config_ref, Mapping) else None
-        if not isinstance(config_digest, str):
-            return None
-        config = self._read(config_digest)
-        if not isinstance(config, Mapping):
-            return None
-        return _config_platform(config)
-
-    def _walk(self, target: Descriptor, depth: int) -> builtins.list[Platform]:
-        if media.is_manifest(target.media_type):
-            found = self._manifest_platform(target.digest)
-            return [] if found is None else [found]
-        if not media.is_index(target.media_type) or depth >= _MAX_INDEX_DEPTH:
-            return []
-        index = self._read(target.digest)
-        items = index.get("manifests") if isinstance(index, Mapping) else None
-        children: builtins.list[Descriptor] = []
-        for item in items if isinstance(items, builtins.list) else []:
-            with contextlib.suppress(InvalidArgument, TypeError, KeyError):
-                children.append(Descriptor.from_dict(item))
-        stored = self._store.present([child.digest for child in children])
-        result: builtins.list[Platform] = []
-        for child in children:
-            if child.digest not in stored:
-                continue
-            if media.is_index(child.media_type):
-                result.extend(self._walk(child, depth + 1))
-            elif child.platform is not None:
-                result.append(child.platform)
-            elif media.is_manifest(child.media_type):
-                found = self._manifest_platform(child.digest)
-                if found is not None:
-                    result.append(found)
-        return result
-
-    def platforms(self, target: Descriptor) -> tuple[Platform, ...]:
-        """The platforms of ``target`` whose manifest is stored (empty when unreadable)."""
-        try:
-            found = self._walk(target, 0)
-        except (NotFound, FailedPrecondition, InvalidArgument, DigestMismatch):
-            return ()
-        unique: dict[str, Platform] = {}
-        for item in found:
-            unique.setdefault(item.format(), item)
-        return tuple(unique.values())
 
 
 def _descriptor_from_pb(value: descriptor_pb2.Descriptor) -> Descriptor:
@@ -266,12 +90,8 @@ def _to_image(record: images_pb2.Image, image_platforms: Sequence[Platform] = ()
         name=record.name,
         target=_descriptor_from_pb(record.target),
         labels=dict(record.labels),
-        created_at=(
-            _convert.to_datetime(record.created_at) if record.HasField("created_at") else None
-        ),
-        updated_at=(
-            _convert.to_datetime(record.updated_at) if record.HasField("updated_at") else None
-        ),
+        created_at=(to_datetime(record.created_at) if record.HasField("created_at") else None),
+        updated_at=(to_datetime(record.updated_at) if record.HasField("updated_at") else None),
         platforms=tuple(image_platforms),
     )
 
@@ -395,13 +215,14 @@ class RemoteImages:
         self,
         ref: str,
         *,
-        platform: PlatformArg = None,
+        platform: PlatformRequest | None = None,
         progress: Any = None,
         auth: Credentials | None = None,
         unpack: bool = True,
     ) -> Image:
         """Pull ``ref`` into containerd for ``platform`` (default: this host) and unpack it."""
         reference = Reference.parse(ref)
+        selector = PlatformSelector.of(platform)
         if progress is not None and not callable(progress):
             raise InvalidArgument("progress must be a callable taking a ProgressEvent")
         source_key, source_value = reference.distribution_source_label()
@@ -412,10 +233,12 @@ class RemoteImages:
             result = registry.pull_graph(
                 reference,
                 store,
-                platform=platform,
+                platform=selector,
                 progress=progress,
             )
-            manifests = read_manifests(store, result.target, platform, what=f"image {ref}")
+            manifests = read_manifests(
+                store, result.target, selector, check_lone=platform is not None, what=f"image {ref}"
+            )
             if unpack:
                 for item in manifests:
                     unpack_image(store, item.manifest, item.config, snapshotter=self.snapshotter)
@@ -428,7 +251,7 @@ class RemoteImages:
         ref: str,
         *,
         source: str | None = None,
-        platform: PlatformArg = None,
+        platform: PlatformRequest | None = None,
         progress: Any = None,
         auth: Credentials | None = None,
     ) -> Descriptor:
@@ -439,10 +262,11 @@ class RemoteImages:
         store = self.content()
         if media.is_index(target.media_type):
             if platform is not None:
-                chosen = read_manifests(store, target, platform, what=f"image {record.name}")
+                selector = PlatformSelector.of(platform)
+                chosen = read_manifests(store, target, selector, what=f"image {record.name}")
                 if len(chosen) != 1:
                     raise InvalidArgument(
-                        f"platform {_platform_label(platform)} selects {len(chosen)} manifests "
+                        f"platform {selector.label} selects {len(chosen)} manifests "
                         "of the index; name exactly one platform, or none to push the index"
                     )
                 target = chosen[0].descriptor
@@ -472,7 +296,7 @@ class RemoteImages:
         response = self.transport.call(
             self._images.List, images_pb2.ListImagesRequest(filters=list(filters))
         )
-        reader = _PlatformReader(self.content())
+        reader = PlatformReader(self.content())
         return [
             _to_image(record, reader.platforms(_descriptor_from_pb(record.target)))
             for record in response.images
@@ -484,7 +308,7 @@ class RemoteImages:
         ``platforms`` lists the platforms whose manifest is in the content store.
         """
         record = self._lookup(ref)
-        reader = _PlatformReader(self.content())
+        reader = PlatformReader(self.content())
         return _to_image(record, reader.platforms(_descriptor_from_pb(record.target)))
 
     def remove(self, ref: str, *, sync: bool = False) -> None:
@@ -495,33 +319,78 @@ class RemoteImages:
         )
 
     def import_archive(
-        self, source: Path | str | IO[bytes], *, platform: PlatformArg = None
+        self,
+        source: Path | str | IO[bytes],
+        *,
+        platform: PlatformRequest | None = None,
+        base_name: str | None = None,
     ) -> builtins.list[Image]:
-        """Import an OCI image-layout or docker-archive tarball (see :mod:`._archive`)."""
-        from ._archive import import_archive
+        """Import an OCI image-layout or docker-archive tarball; returns the image records.
 
-        return import_archive(self, source, platform=platform)
+        Naming and ``platform`` (default: every platform in the archive) follow
+        :mod:`libcontainerd.content.archive`. Everything is written under one lease and
+        the records are created before it ends, so a malformed archive leaves nothing.
+        Layers of the imported platforms this host can run (or of those asked for) are
+        unpacked into snapshots.
+        """
+        unpack_matcher = default_matcher() if platform is None else None
+        result: builtins.list[Image] = []
+        with open_archive(source) as archive, self.lease() as lease_id:
+            store = self.content(lease_id)
+            for found in import_images(archive, store, platform, base_name=base_name):
+                for desc in found.manifests:
+                    if unpack_matcher is not None and not (
+                        desc.platform is not None and unpack_matcher.match(desc.platform)
+                    ):
+                        continue
+                    manifest = store.read_json(desc.digest)
+                    config = store.read_json(manifest["config"]["digest"])
+                    unpack_image(store, manifest, config, snapshotter=self.snapshotter)
+                record = self.put_record(found.name, found.target, lease_id=lease_id)
+                found_platforms = [m.platform for m in found.manifests if m.platform is not None]
+                result.append(_to_image(record, found_platforms))
+        return result
 
     def export_archive(
         self,
         refs: Sequence[str],
         dest: Path | str | IO[bytes],
         *,
-        platform: PlatformArg = None,
+        platform: PlatformRequest | PlatformSelector | None = None,
     ) -> None:
-        """Write the images ``refs`` into an OCI image-layout tarball."""
-        from ._archive import export_archive
+        """Write the images ``refs`` (and the content they need) as an OCI layout tarball.
 
-        export_archive(self, refs, dest, platform=platform)
+        With ``platform``, indexes keep only that platform's manifests.
+        """
+        if isinstance(refs, str):
+            refs = [refs]
+        if not refs:
+            raise InvalidArgument("export_archive needs at least one image reference")
+        store = self.content()
+        entries = []
+        for ref in refs:
+            record = self._lookup(ref)
+            entries.append(named_entry(record.name, _descriptor_from_pb(record.target)))
+        write_archive_file(
+            dest, lambda out: write_oci_archive(out, store, entries, platform=platform)
+        )
 
-    def unpack(self, ref: str, *, platform: PlatformArg = None) -> str:
+    def unpack(self, ref: str, *, platform: PlatformRequest | None = None) -> str:
         """Unpack an image already in the content store; returns its top chain id."""
         record = self._lookup(ref)
         target = _descriptor_from_pb(record.target)
+        selector = PlatformSelector.of(platform)
         with self.lease() as lease_id:
             store = self.content(lease_id)
             chain = ""
-            for item in read_manifests(store, target, platform, what=f"image {record.name}"):
+            manifests = read_manifests(
+                store,
+                target,
+                selector,
+                check_lone=platform is not None,
+                what=f"image {record.name}",
+            )
+            for item in manifests:
                 chain = unpack_image(
                     store, item.manifest, item.config, snapshotter=self.snapshotter
                 )
@@ -563,7 +432,7 @@ class PreparedRootfs:
 def _image_spec(
     spec: Mapping[str, Any] | None, config: Mapping[str, Any], container_id: str, namespace: str
 ) -> dict[str, Any]:
-    from ..oci import generate_spec, with_image_config
+    from libcontainerd.oci import generate_spec, with_image_config
 
     result = (
         dict(spec)
@@ -601,7 +470,9 @@ def prepare_image_rootfs(
     record = images._lookup(ref)
     target = _descriptor_from_pb(record.target)
     store = images.content()
-    manifest = read_manifests(store, target, None, what=f"image {record.name}")[0]
+    manifest = read_manifests(
+        store, target, PlatformSelector.of(None), check_lone=False, what=f"image {record.name}"
+    )[0]
     chain = image_chain_id(manifest.config)
     new_spec = _image_spec(spec, manifest.config, container_id, transport.namespace)
     stub = snapshots_pb2_grpc.SnapshotsStub(transport.channel)

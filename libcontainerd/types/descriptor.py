@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from libcontainerd.errors import InvalidArgument
+from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.types.digest import validate_digest
 from libcontainerd.types.identifiers import frozen_str_mapping, safe_repr
-from libcontainerd.types.platform import Platform
+from libcontainerd.types.platform import Platform, PlatformRequest, PlatformSelector, default
 
 __all__ = [
     "MEDIA_TYPE_DOCKER_CONFIG",
@@ -33,11 +34,13 @@ __all__ = [
     "MEDIA_TYPE_OCI_NONDISTRIBUTABLE_LAYER_GZIP",
     "MEDIA_TYPE_OCI_NONDISTRIBUTABLE_LAYER_ZSTD",
     "Descriptor",
+    "index_manifests",
     "is_config",
     "is_index",
     "is_layer",
     "is_manifest",
     "layer_compression",
+    "select_platforms",
     "validate_media_type",
 ]
 
@@ -251,3 +254,97 @@ class Descriptor:
             annotations=annotations,
             platform=platform,
         )
+
+
+def select_platforms(
+    children: Sequence[Descriptor], request: PlatformRequest | PlatformSelector | None
+) -> list[Descriptor]:
+    """The entries of an index that ``request`` asks for (``None``: this host), best first.
+
+    Each matcher of the request contributes its most preferred entry; ``"all"`` keeps
+    every entry. Entries without a platform are never chosen by a matcher. Raises
+    :class:`NotFound` naming the requested platform when nothing matches.
+    """
+    selector = PlatformSelector.of(request)
+    if selector.take_all:
+        return list(children)
+    chosen: list[Descriptor] = []
+    for matcher in selector.matchers:
+        best: Descriptor | None = None
+        for child in children:
+            if child.platform is None or not matcher.match(child.platform):
+                continue
+            if best is None or (
+                best.platform is not None and matcher.less(child.platform, best.platform)
+            ):
+                best = child
+        if best is not None and best not in chosen:
+            chosen.append(best)
+    if not chosen:
+        offered = sorted({c.platform.format() for c in children if c.platform is not None})
+        raise NotFound(
+            f"no manifest for platform {selector.label} in the index; it offers "
+            f"{', '.join(offered) or 'no platforms'}; pass platform= one of those, or 'all'"
+        )
+    return chosen
+
+
+def _entry_platform(data: object) -> Platform | None:
+    """An index entry's platform, normalised the way containerd's ``Normalize`` does.
+
+    Case and aliases are resolved, a missing ``os`` is this host's (as in containerd);
+    ``os.version`` and ``os.features``, which matching ignores, are dropped when they
+    would not be valid. None when the entry's platform cannot be understood.
+    """
+    if not isinstance(data, Mapping):
+        return None
+    os_name, arch, variant = (
+        data.get("os") or default().os,
+        data.get("architecture"),
+        data.get("variant") or "",
+    )
+    if not all(isinstance(v, str) for v in (os_name, arch, variant)) or not arch:
+        return None
+    try:
+        found = Platform.of(str(os_name), str(arch), str(variant))
+    except InvalidArgument:
+        return None
+    version, features = data.get("os.version"), data.get("os.features")
+    with contextlib.suppress(InvalidArgument, TypeError):
+        if isinstance(version, str) and version:
+            found = attrs.evolve(found, os_version=version)
+    with contextlib.suppress(InvalidArgument, TypeError):
+        if isinstance(features, list) and features:
+            found = attrs.evolve(found, os_features=tuple(features))
+    return found
+
+
+def index_manifests(document: Mapping[str, Any]) -> list[Descriptor]:
+    """The entries of an image index, read the way containerd reads them.
+
+    One odd entry does not fail the index: a platform containerd would normalise
+    (``"os": "Linux"``, no ``os``, an ``os.version`` with a space, too many features) is
+    normalised; a platform that cannot be understood leaves the entry without one, so
+    no platform request picks it (``"all"`` still does); an entry that is not a
+    descriptor at all (no digest, no size ...) is left out. A ``manifests`` member that
+    is not a list is :class:`InvalidArgument`.
+    """
+    entries = document.get("manifests") or []
+    if not isinstance(entries, list):
+        raise InvalidArgument("the index's 'manifests' member is not a list")
+    found: list[Descriptor] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        plain = {key: value for key, value in entry.items() if key != "platform"}
+        try:
+            descriptor = Descriptor.from_dict(plain)
+        except InvalidArgument:
+            continue
+        if entry.get("platform") is not None:
+            try:
+                descriptor = Descriptor.from_dict(entry)
+            except InvalidArgument:
+                descriptor = attrs.evolve(descriptor, platform=_entry_platform(entry["platform"]))
+        found.append(descriptor)
+    return found

@@ -28,16 +28,37 @@ is what every comparison uses anyway.
 from __future__ import annotations
 
 import functools
-import json
 import platform as _host
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
 from libcontainerd.errors import InvalidArgument
+from libcontainerd.types.platform_fields import (
+    EXAMPLE,
+    KNOWN_ARCH,
+    KNOWN_OS,
+    MAX_FIELD_LENGTH,
+    MAX_OS_FEATURES,
+    MAX_OS_VERSION_LENGTH,
+    RAW_TOKEN,
+    TOKEN,
+    arm_variant,
+    check_raw_token,
+    features_tuple,
+    json_type,
+    normalize_arch,
+    normalize_os,
+    quote,
+    validate_architecture,
+    validate_os,
+    validate_os_features,
+    validate_os_version,
+    validate_variant,
+)
 
 __all__ = [
     "MAX_FIELD_LENGTH",
@@ -48,6 +69,8 @@ __all__ = [
     "Matcher",
     "OrderedMatcher",
     "Platform",
+    "PlatformRequest",
+    "PlatformSelector",
     "all_platforms",
     "any_of",
     "default",
@@ -60,165 +83,6 @@ __all__ = [
     "ordered",
     "sort_by_preference",
 ]
-
-MAX_FIELD_LENGTH = 64
-"""Longest os, architecture, variant or single os feature accepted, in characters."""
-
-MAX_OS_VERSION_LENGTH = 128
-"""Longest ``os.version`` accepted, in characters."""
-
-MAX_OS_FEATURES = 32
-"""Most entries accepted in ``os.features``."""
-
-_EXAMPLE = "expected os/arch[/variant] such as linux/amd64"
-
-# Components as stored: lowercase, starting with a letter or digit so that no
-# component can be "." or ".." if someone ever builds a path from it.
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-# Components as a user may type them, before normalisation lowers the case.
-# Checked BEFORE lowering: str.lower() maps some non-ASCII letters (the Kelvin
-# sign, for one) onto ASCII ones.
-_RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-# os.version ("10.0.17763.1879") and os.features ("win32k") are opaque to
-# matching; a conservative character set keeps them safe in headers and logs.
-_OPAQUE = re.compile(r"[A-Za-z0-9_.+:-]+")
-
-# The os and architecture names Go knows; a lone word is only accepted if it is one of these.
-_KNOWN_OS_WORDS = (
-    "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 "
-    "solaris windows zos"
-)
-_KNOWN_ARCH_WORDS = (
-    "386 amd64 amd64p32 arm armbe arm64 arm64be ppc64 ppc64le loong64 mips mipsle mips64 "
-    "mips64le mips64p32 mips64p32le ppc riscv riscv64 s390 s390x sparc sparc64 wasm"
-)
-_KNOWN_OS = frozenset(_KNOWN_OS_WORDS.split())
-_KNOWN_ARCH = frozenset(_KNOWN_ARCH_WORDS.split())
-
-
-def _q(value: object) -> str:
-    """Quote a value for an error message: JSON-style, control characters escaped, bounded."""
-    if not isinstance(value, str):
-        text = repr(value)
-        return text if len(text) <= 80 else text[:77] + "..."
-    if len(value) > 80:
-        return json.dumps(value[:77]) + "..."
-    return json.dumps(value)
-
-
-def _normalize_os(os: str) -> str:
-    os = os.lower()
-    return "darwin" if os == "macos" else os
-
-
-def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
-    """Containerd's architecture/variant alias table (both inputs may be any case)."""
-    arch, variant = arch.lower(), variant.lower()
-    if arch == "i386":
-        return "386", ""
-    if arch in ("x86_64", "x86-64", "amd64"):
-        return "amd64", ("" if variant == "v1" else variant)
-    if arch in ("aarch64", "arm64"):
-        return "arm64", ("" if variant in ("8", "v8") else variant)
-    if arch == "armhf":
-        return "arm", "v7"
-    if arch == "armel":
-        return "arm", "v6"
-    if arch == "arm":
-        if variant in ("", "7"):
-            return "arm", "v7"
-        if variant in ("5", "6", "8"):
-            return "arm", "v" + variant
-    return arch, variant
-
-
-def _check_token(name: str, value: object, *, allow_empty: bool = False) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgument(
-            f"invalid platform {name} {_q(value)}: must be a string, not {type(value).__name__}"
-        )
-    if not value:
-        if allow_empty:
-            return
-        raise InvalidArgument(f"invalid platform: empty {name}; {_EXAMPLE}")
-    if "/" in value:
-        raise InvalidArgument(
-            f"invalid platform {name} {_q(value)}: contains '/'; give os, architecture and variant "
-            f"as separate fields, or use Platform.parse() for an os/arch[/variant] string"
-        )
-    if len(value) > MAX_FIELD_LENGTH:
-        raise InvalidArgument(
-            f"invalid platform {name} {_q(value)}: longer than {MAX_FIELD_LENGTH} characters"
-        )
-    if not _TOKEN.fullmatch(value):
-        hint = (
-            "; use Platform.parse() or Platform.of() to normalise case"
-            if _TOKEN.fullmatch(value.lower()) and value.isascii()
-            else ""
-        )
-        raise InvalidArgument(
-            f"invalid platform {name} {_q(value)}: must be lowercase letters, digits, '_', '.' "
-            f"and '-', starting with a letter or digit{hint}"
-        )
-
-
-def _check_opaque(name: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise InvalidArgument(
-            f"invalid platform {name} {_q(value)}: longer than {limit} characters"
-        )
-    if not _OPAQUE.fullmatch(value):
-        raise InvalidArgument(
-            f"invalid platform {name} {_q(value)}: may only contain letters, digits, "
-            f"'_', '.', '+', ':' and '-'"
-        )
-
-
-def _validate_os(_inst: object, _attr: object, value: str) -> None:
-    _check_token("os", value)
-
-
-def _validate_architecture(_inst: object, _attr: object, value: str) -> None:
-    _check_token("architecture", value)
-
-
-def _validate_variant(_inst: object, _attr: object, value: str) -> None:
-    _check_token("variant", value, allow_empty=True)
-
-
-def _validate_os_version(_inst: object, _attr: object, value: str) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgument(
-            f"invalid platform os.version {_q(value)}: must be a string, not {type(value).__name__}"
-        )
-    if value:
-        _check_opaque("os.version", value, MAX_OS_VERSION_LENGTH)
-
-
-def _features_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    # A bare string is iterable too; splitting it into letters is never what was meant.
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InvalidArgument(
-            f"invalid platform os.features {_q(value)}: must be a list of strings, "
-            f"not {type(value).__name__}"
-        )
-    return tuple(value)
-
-
-def _validate_os_features(_inst: object, _attr: object, value: tuple[str, ...]) -> None:
-    if len(value) > MAX_OS_FEATURES:
-        raise InvalidArgument(
-            f"invalid platform os.features: {len(value)} entries, at most {MAX_OS_FEATURES} allowed"
-        )
-    for feature in value:
-        if not isinstance(feature, str):
-            raise InvalidArgument(
-                f"invalid platform os.features entry {_q(feature)}: must be a string, "
-                f"not {type(feature).__name__}"
-            )
-        if not feature:
-            raise InvalidArgument("invalid platform os.features: entries must not be empty")
-        _check_opaque("os.features entry", feature, MAX_FIELD_LENGTH)
 
 
 @attrs.frozen
@@ -233,12 +97,12 @@ class Platform:
     :meth:`of` to accept user spellings such as ``Linux`` or ``x86_64``.
     """
 
-    os: str = attrs.field(validator=_validate_os)
-    architecture: str = attrs.field(validator=_validate_architecture)
-    variant: str = attrs.field(default="", validator=_validate_variant)
-    os_version: str = attrs.field(default="", validator=_validate_os_version)
+    os: str = attrs.field(validator=validate_os)
+    architecture: str = attrs.field(validator=validate_architecture)
+    variant: str = attrs.field(default="", validator=validate_variant)
+    os_version: str = attrs.field(default="", validator=validate_os_version)
     os_features: tuple[str, ...] = attrs.field(
-        default=(), converter=_features_tuple, validator=_validate_os_features
+        default=(), converter=features_tuple, validator=validate_os_features
     )
 
     @classmethod
@@ -255,11 +119,11 @@ class Platform:
         ``Platform.of("Linux", "x86_64")`` is ``linux/amd64``. Invalid fields
         raise :class:`InvalidArgument` naming the field.
         """
-        _check_raw_token("os", os)
-        _check_raw_token("architecture", architecture)
-        _check_raw_token("variant", variant, allow_empty=True)
-        arch, var = _normalize_arch(architecture, variant)
-        return cls(_normalize_os(os), arch, var, os_version, os_features).normalized()
+        check_raw_token("os", os)
+        check_raw_token("architecture", architecture)
+        check_raw_token("variant", variant, allow_empty=True)
+        arch, var = normalize_arch(architecture, variant)
+        return cls(normalize_os(os), arch, var, os_version, os_features).normalized()
 
     @classmethod
     def parse(cls, text: str) -> Platform:
@@ -272,47 +136,48 @@ class Platform:
         """
         if not isinstance(text, str):
             raise InvalidArgument(
-                f"invalid platform {_q(text)}: must be a string, not {type(text).__name__}"
+                f"invalid platform {quote(text)}: must be a string, not {type(text).__name__}"
             )
-        prefix = f"invalid platform {_q(text)}"
+        prefix = f"invalid platform {quote(text)}"
         if not text:
-            raise InvalidArgument(f"invalid platform: empty string; {_EXAMPLE}")
+            raise InvalidArgument(f"invalid platform: empty string; {EXAMPLE}")
         if "*" in text:
-            raise InvalidArgument(f"{prefix}: wildcards are not supported; {_EXAMPLE}")
+            raise InvalidArgument(f"{prefix}: wildcards are not supported; {EXAMPLE}")
         parts = text.split("/")
         if len(parts) > 3:
             raise InvalidArgument(
-                f"{prefix}: too many '/'-separated parts ({len(parts)}); {_EXAMPLE}"
+                f"{prefix}: too many '/'-separated parts ({len(parts)}); {EXAMPLE}"
             )
         names = ("os", "architecture", "variant") if len(parts) > 1 else ("os or architecture",)
         for name, part in zip(names, parts, strict=False):
             if not part:
-                raise InvalidArgument(f"{prefix}: empty {name}; {_EXAMPLE}")
+                raise InvalidArgument(f"{prefix}: empty {name}; {EXAMPLE}")
             if len(part) > MAX_FIELD_LENGTH:
                 raise InvalidArgument(
                     f"{prefix}: {name} is longer than {MAX_FIELD_LENGTH} characters"
                 )
-            if not _RAW_TOKEN.fullmatch(part):
+            if not RAW_TOKEN.fullmatch(part):
                 raise InvalidArgument(
-                    f"{prefix}: {name} {_q(part)} may only contain letters, digits, '_', '.' and "
-                    f"'-', starting with a letter or digit; {_EXAMPLE}"
+                    f"{prefix}: {name} {quote(part)} may only contain letters, digits, '_', "
+                    "'.' and "
+                    f"'-', starting with a letter or digit; {EXAMPLE}"
                 )
         if len(parts) == 1:
             word = parts[0]
-            os = _normalize_os(word)
-            if os in _KNOWN_OS:
+            os = normalize_os(word)
+            if os in KNOWN_OS:
                 host = default()
                 return cls(os, host.architecture, host.variant)
-            arch, variant = _normalize_arch(word, "")
-            if arch in _KNOWN_ARCH:
+            arch, variant = normalize_arch(word, "")
+            if arch in KNOWN_ARCH:
                 return cls(default().os, arch, variant).normalized()
             raise InvalidArgument(
                 f"{prefix}: unknown operating system or architecture; give both as "
                 f"os/arch, e.g. linux/amd64"
             )
         variant = parts[2] if len(parts) == 3 else ""
-        arch, variant = _normalize_arch(parts[1], variant)
-        return cls(_normalize_os(parts[0]), arch, variant).normalized()
+        arch, variant = normalize_arch(parts[1], variant)
+        return cls(normalize_os(parts[0]), arch, variant).normalized()
 
     def format(self) -> str:
         """The ``os/arch[/variant]`` form (``os.version`` and ``os.features`` are not shown)."""
@@ -327,9 +192,9 @@ class Platform:
 
         ``os_version`` is kept as is. Normalising twice changes nothing.
         """
-        arch, variant = _normalize_arch(self.architecture, self.variant)
+        arch, variant = normalize_arch(self.architecture, self.variant)
         features = tuple(sorted(set(self.os_features)))
-        result = Platform(_normalize_os(self.os), arch, variant, self.os_version, features)
+        result = Platform(normalize_os(self.os), arch, variant, self.os_version, features)
         return self if result == self else result
 
     def without_os_details(self) -> Platform:
@@ -363,27 +228,27 @@ class Platform:
         unknown = sorted(str(k) for k in data if k not in _DICT_KEYS)
         if unknown:
             raise InvalidArgument(
-                f"invalid platform: unknown field {_q(unknown[0])}; allowed fields are "
-                + ", ".join(_q(k) for k in _DICT_KEYS)
+                f"invalid platform: unknown field {quote(unknown[0])}; allowed fields are "
+                + ", ".join(quote(k) for k in _DICT_KEYS)
             )
         fields: dict[str, str] = {}
         for key in ("os", "architecture", "variant", "os.version"):
             value = data.get(key, "")
             if not isinstance(value, str):
                 raise InvalidArgument(
-                    f"invalid platform: field {_q(key)} must be a string, not {_json_type(value)}"
+                    f"invalid platform: field {quote(key)} must be a string, not {json_type(value)}"
                 )
             fields[key] = value
         for key in ("os", "architecture"):
             if not fields[key]:
                 raise InvalidArgument(
-                    f"invalid platform: field {_q(key)} is missing or empty; it is required"
+                    f"invalid platform: field {quote(key)} is missing or empty; it is required"
                 )
         raw_features = data.get("os.features", [])
         if not isinstance(raw_features, (list, tuple)):
             raise InvalidArgument(
                 'invalid platform: field "os.features" must be a list of strings, not '
-                + _json_type(raw_features)
+                + json_type(raw_features)
             )
         if len(raw_features) > MAX_OS_FEATURES:
             raise InvalidArgument(
@@ -394,7 +259,7 @@ class Platform:
             if not isinstance(entry, str):
                 raise InvalidArgument(
                     'invalid platform: field "os.features" must be a list of strings, found '
-                    + _json_type(entry)
+                    + json_type(entry)
                 )
         build = cls.of if normalize else cls
         return build(
@@ -409,68 +274,7 @@ class Platform:
 _DICT_KEYS = ("os", "architecture", "variant", "os.version", "os.features")
 
 
-def _check_raw_token(name: str, value: object, *, allow_empty: bool = False) -> None:
-    """Like the constructor's check, but any letter case is fine (it is lowered later)."""
-    if isinstance(value, str) and (
-        (allow_empty and not value)
-        or (len(value) <= MAX_FIELD_LENGTH and _RAW_TOKEN.fullmatch(value))
-    ):
-        return
-    _check_token(name, value, allow_empty=allow_empty)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
-
 # --- the host ------------------------------------------------------------------------------
-
-
-def _cpuinfo_field(cpuinfo: str, name: str) -> str | None:
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() == name.lower():
-            return value.strip()
-    return None
-
-
-def _arm_variant(machine: str, cpuinfo: str | None) -> str:
-    """The variant of a 32-bit ARM host, read from /proc/cpuinfo the way containerd does."""
-    raw = _cpuinfo_field(cpuinfo, "Cpu architecture") if cpuinfo else None
-    if raw is None:
-        # No cpuinfo (or no such line): the kernel's machine name says "armv7l" etc.
-        match = re.match(r"armv(\d+)", machine)
-        return f"v{match.group(1)}" if match else "v7"
-    if raw == "7":
-        model = _cpuinfo_field(cpuinfo or "", "model name") or ""
-        if model.lower().startswith("armv6-compatible"):
-            raw = "6"
-    raw = raw.lower()
-    if raw in ("8", "aarch64"):
-        return "v8"
-    if raw in ("7", "7m") or raw in {f"?({n})" for n in range(12, 18)}:
-        return "v7"
-    if raw in ("6", "6tej"):
-        return "v6"
-    if raw in ("5", "5t", "5te", "5tej"):
-        return "v5"
-    if raw in ("4", "4t"):
-        return "v4"
-    if raw == "3":
-        return "v3"
-    return "unknown"
 
 
 def _detect_host(
@@ -496,16 +300,16 @@ def _detect_host(
     elif machine.startswith(("arm", "aarch64")):
         # also a 32-bit interpreter on a 64-bit ARM kernel: it can only run 32-bit ARM code
         arch = "arm"
-        variant = _arm_variant(machine, cpuinfo)
+        variant = arm_variant(machine, cpuinfo)
     elif machine == "loongarch64":
         arch = "loong64"
     elif machine.startswith("mips"):
         arch = machine
     else:
         arch = machine or "unknown"
-    if not _TOKEN.fullmatch(os) or len(os) > MAX_FIELD_LENGTH:
+    if not TOKEN.fullmatch(os) or len(os) > MAX_FIELD_LENGTH:
         os = "unknown"
-    if not _TOKEN.fullmatch(arch) or len(arch) > MAX_FIELD_LENGTH:
+    if not TOKEN.fullmatch(arch) or len(arch) > MAX_FIELD_LENGTH:
         arch = "unknown"
     return Platform(os, arch, variant).normalized()
 
@@ -719,3 +523,77 @@ def sort_by_preference(matcher: Matcher, platforms: Iterable[Platform]) -> list[
 
     accepted = [p for p in platforms if matcher.match(p)]
     return sorted(accepted, key=functools.cmp_to_key(compare))
+
+
+# --- platform requests -------------------------------------------------------------------------
+
+PlatformRequest: TypeAlias = Literal["all"] | str | Platform | Matcher | Sequence[str | Platform]
+"""Which platforms of an image to act on: ``"all"``, one ``os/arch[/variant]`` string or
+:class:`Platform`, a :class:`Matcher`, or a list of platforms (each matched with
+:func:`only`). Where a call takes ``PlatformRequest | None``, its docstring says what
+``None`` means there (this host for pulls, no filter for listings)."""
+
+
+@attrs.frozen
+class PlatformSelector:
+    """A parsed :data:`PlatformRequest`: the matchers to apply, in order of preference.
+
+    Build one with :meth:`of` once per operation; every later step (choosing index
+    entries, checking a config, naming the request in an error) uses it.
+    """
+
+    matchers: tuple[Matcher, ...]
+    take_all: bool = False
+    label: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        request: PlatformRequest | PlatformSelector | None,
+        *,
+        none: Literal["host", "all"] = "host",
+    ) -> PlatformSelector:
+        """Parse ``request``; ``None`` means ``none`` (this host's platforms, or all).
+
+        Malformed requests raise :class:`InvalidArgument` naming what was wrong.
+        """
+        if isinstance(request, PlatformSelector):
+            return request
+        if request is None:
+            request = "all" if none == "all" else None
+        if request is None:
+            return cls((default_matcher(),), False, default().format())
+        if isinstance(request, str):
+            if request == "all":
+                return cls((all_platforms(),), True, "all")
+            parsed = Platform.parse(request)
+            return cls((only(parsed),), False, parsed.format())
+        if isinstance(request, Platform):
+            return cls((only(request),), False, request.format())
+        if isinstance(request, Matcher):
+            return cls((request,), False, repr(request))
+        if isinstance(request, Sequence):
+            found: list[Matcher] = []
+            names: list[str] = []
+            for item in request:
+                parsed = Platform.parse(item) if isinstance(item, str) else item
+                if not isinstance(parsed, Platform):
+                    raise InvalidArgument(
+                        f"platform list entries must be str or Platform, not {type(item).__name__}"
+                    )
+                found.append(only(parsed))
+                names.append(parsed.format())
+            if not found:
+                raise InvalidArgument("platform list is empty; name at least one or pass 'all'")
+            return cls(tuple(found), False, ", ".join(names))
+        raise InvalidArgument(
+            "platform must be None, 'all', 'os/arch[/variant]', a Platform, a Matcher or a "
+            f"list of platforms, not {type(request).__name__}"
+        )
+
+    def match(self, platform: Platform) -> bool:
+        """Whether any of the matchers accepts ``platform``."""
+        return self.take_all or any(m.match(platform) for m in self.matchers)
+
+    def __str__(self) -> str:
+        return self.label

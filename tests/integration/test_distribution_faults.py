@@ -28,12 +28,8 @@ from typing import Any
 
 import pytest
 
-from libcontainerd.distribution import (
-    AsyncRegistryClient,
-    DirectoryContentStore,
-    RegistryClient,
-    RetryPolicy,
-)
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import AsyncRegistryClient, RegistryClient, RetryPolicy
 from libcontainerd.errors import (
     AuthenticationError,
     DigestMismatch,

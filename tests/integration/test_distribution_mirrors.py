@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd.distribution import AsyncRegistryClient, DirectoryContentStore, RegistryClient
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import AsyncRegistryClient, RegistryClient
 from libcontainerd.errors import NotFound
 from libcontainerd.testing.image_builder import BuiltImage, build_image
 from libcontainerd.testing.registry import Registry, start_registry

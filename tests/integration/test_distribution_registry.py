@@ -19,11 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd.distribution import (
-    AsyncRegistryClient,
-    DirectoryContentStore,
-    RegistryClient,
-)
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import AsyncRegistryClient, RegistryClient
 from libcontainerd.errors import AuthenticationError, DigestMismatch, NotFound, Unavailable
 from libcontainerd.testing.image_builder import BuiltImage, build_image
 from libcontainerd.testing.registry import Registry, start_registry

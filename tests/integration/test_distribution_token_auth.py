@@ -29,7 +29,8 @@ import attrs
 import httpx
 import pytest
 
-from libcontainerd.distribution import AsyncRegistryClient, DirectoryContentStore, RegistryClient
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import AsyncRegistryClient, RegistryClient
 from libcontainerd.errors import AuthenticationError, InvalidArgument, NotFound, PermissionDenied
 from libcontainerd.testing.image_builder import BuiltImage, build_image
 from libcontainerd.testing.registry import Registry, TokenAuth, start_registry

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd.content import chain_ids
-from libcontainerd.distribution import DirectoryContentStore, RegistryClient
+from libcontainerd.content import DirectoryContentStore, chain_ids
+from libcontainerd.distribution import RegistryClient
 from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.local._images import LocalImageService
 from libcontainerd.oci import generate_spec, with_image_config, with_process_args

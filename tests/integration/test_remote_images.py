@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from libcontainerd.config import ClientConfig
-from libcontainerd.distribution import DirectoryContentStore, RegistryClient
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import RegistryClient
 from libcontainerd.errors import DigestMismatch, Error, FailedPrecondition, NotFound
 from libcontainerd.oci import generate_spec, with_process_args
 from libcontainerd.remote import RemoteClient
-from libcontainerd.remote._content import RemoteContentStore, child_gc_labels
+from libcontainerd.remote._content import RemoteContentStore
+from libcontainerd.remote._gc_labels import child_gc_labels
 from libcontainerd.remote._unpack import UNCOMPRESSED_LABEL, snapshot_gc_label
 from libcontainerd.testing.image_builder import ImageConfigSpec, build_image, host_platform
 from libcontainerd.types import descriptor as media

@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libcontainerd.remote._archive import _entry_name
-from libcontainerd.remote._content import child_gc_labels
+from libcontainerd.content.archive import image_name
+from libcontainerd.remote._gc_labels import child_gc_labels
 from libcontainerd.remote._unpack import image_chain_id, snapshot_gc_label
 from libcontainerd.types import descriptor as media
 
@@ -62,12 +62,17 @@ def test_chain_id_and_snapshot_label() -> None:
 
 
 def test_archive_entry_names() -> None:
-    assert _entry_name({"io.containerd.image.name": "x/y:z"}) == "x/y:z"
-    assert _entry_name({"org.opencontainers.image.ref.name": "busybox/a:1"}) == (
+    assert image_name({"io.containerd.image.name": "x/y:z"}) == "x/y:z"
+    assert image_name({"org.opencontainers.image.ref.name": "busybox/a:1"}) == (
         "docker.io/busybox/a:1"
     )
-    assert _entry_name({"org.opencontainers.image.ref.name": "latest"}) == "latest"
-    assert _entry_name({}) is None
+    # One naming rule on both backends (issue 8, point 4): a bare tag names nothing
+    # without a base name (the importer then uses the digest), like ctr's --base-name.
+    assert image_name({"org.opencontainers.image.ref.name": "latest"}) is None
+    assert image_name({"org.opencontainers.image.ref.name": "latest"}, "example.com/a") == (
+        "example.com/a:latest"
+    )
+    assert image_name({}) is None
 
 
 @settings(max_examples=200)

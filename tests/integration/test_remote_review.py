@@ -18,7 +18,8 @@ import pytest
 
 from libcontainerd import new_client
 from libcontainerd.config import ClientConfig
-from libcontainerd.distribution import DirectoryContentStore, RegistryClient
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import RegistryClient
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from libcontainerd.oci import generate_spec, with_process_args, with_rootfs
 from libcontainerd.remote import RemoteClient

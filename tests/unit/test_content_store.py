@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from libcontainerd.content.protocol import BlobSink, BlobSource, BlobStore
+from libcontainerd.content.protocol import BlobWriter as SinkWriter
 from libcontainerd.content.store import ContentStore
-from libcontainerd.distribution.store import BlobSink, BlobSource
-from libcontainerd.distribution.store import ContentWriter as SinkWriter
 from libcontainerd.errors import (
     DataLoss,
     DeadlineExceeded,
@@ -293,6 +293,23 @@ def test_satisfies_registry_sink_protocols(store: ContentStore) -> None:
     w.abort()  # after commit: harmless
     with store.open_blob(DIGEST) as f:
         assert f.read() == DATA
+
+
+def test_is_a_full_content_protocol_store(store: ContentStore) -> None:
+    """The local store offers the whole content protocol, resumable writes included."""
+    assert isinstance(store, BlobStore)
+    desc = Descriptor(media_type=MEDIA_TYPE_OCI_LAYER, digest=DIGEST, size=len(DATA))
+    first = store.resume("resume-me", desc)
+    first.write(DATA[:5])
+    first.close()  # interrupted: the bytes stay for the next attempt
+    again = store.resume("resume-me", desc)
+    assert again.offset == 5
+    again.write(DATA[5:])
+    again.commit()
+    assert store.read_blob(DIGEST) == DATA
+    assert store.info(DIGEST).size == len(DATA)
+    store.delete(DIGEST)
+    assert not store.exists(DIGEST)
     bad = Descriptor(media_type=MEDIA_TYPE_OCI_LAYER, digest=DIGEST, size=len(DATA) + 1)
     w = store.writer(bad)
     w.write(DATA)

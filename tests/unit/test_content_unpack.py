@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from libcontainerd.content import unpack
+from libcontainerd.content.dirfd import normalise_name
 from libcontainerd.content.unpack import LayerResult, apply_layer, zstd_available
 from libcontainerd.errors import (
     DataLoss,
@@ -532,9 +532,9 @@ def test_overlay_format_needs_privilege(box: Box) -> None:
 
 
 def test_normalise_unit() -> None:
-    assert unpack._normalise("/./a//b/./c/", "x") == ("a", "b", "c")
-    assert unpack._normalise("a/b/../c", "x") == ("a", "c")
-    assert unpack._normalise("./", "x") == ()
+    assert normalise_name("/./a//b/./c/", "x") == ("a", "b", "c")
+    assert normalise_name("a/b/../c", "x") == ("a", "c")
+    assert normalise_name("./", "x") == ()
 
 
 # --------------------------------------------------------------------------------------

@@ -14,12 +14,15 @@ import httpx
 import pytest
 
 import libcontainerd.distribution as distribution
-from libcontainerd.distribution import DirectoryContentStore, RetryPolicy, select_platforms
-from libcontainerd.distribution._core import RegistryCore, _is_loopback, _manifest_media_type
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import RetryPolicy
 from libcontainerd.distribution._flow import Call, Parallel, Sleep, run_async, run_sync
+from libcontainerd.distribution._http import is_loopback as _is_loopback
+from libcontainerd.distribution._manifests import manifest_media_type as _manifest_media_type
+from libcontainerd.distribution._session import RegistrySession as RegistryCore
 from libcontainerd.errors import Canceled, InvalidArgument, NotFound, Unimplemented
 from libcontainerd.types import platform as platforms
-from libcontainerd.types.descriptor import Descriptor
+from libcontainerd.types.descriptor import Descriptor, select_platforms
 from libcontainerd.types.platform import Platform
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libcontainerd.distribution import RegistryClient
-from libcontainerd.distribution._core import RegistryCore
+from libcontainerd.distribution._session import RegistrySession as RegistryCore
 from libcontainerd.distribution.hosts import (
     HostsConfig,
     RegistryHost,

@@ -1,11 +1,9 @@
-"""Where fetched blobs go and where pushed blobs come from.
+"""A plain directory of blobs (``blobs/<alg>/<hex>``, the OCI image-layout shape).
 
-:class:`BlobSink` / :class:`ContentWriter` are the small protocol the registry client
-writes through: a writer receives the bytes while they stream in, and is committed only
-after the client has verified size and digest (or aborted, leaving nothing behind).
-The remote backend can implement it over containerd's content service and the local
-backend over its own store; :class:`DirectoryContentStore` is a plain directory
-(``blobs/sha256/<hex>``) used by tests and simple tools.
+:class:`DirectoryContentStore` is a :class:`~libcontainerd.content.protocol.BlobSink` and
+:class:`~libcontainerd.content.protocol.BlobSource`: the registry client can pull into
+it and push from it, and the archive codec can export from it. Used by tests, the image
+builder and simple tools; the backends keep their content in their own stores.
 """
 
 from __future__ import annotations
@@ -14,65 +12,14 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO
 
+from libcontainerd.content.protocol import BlobWriter
 from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.types.descriptor import Descriptor
 from libcontainerd.types.digest import split_digest
 
-__all__ = [
-    "BlobSink",
-    "BlobSource",
-    "ContentWriter",
-    "DirectoryContentStore",
-]
-
-
-@runtime_checkable
-class ContentWriter(Protocol):
-    """Receives one blob's bytes; nothing is visible in the store before :meth:`commit`."""
-
-    def write(self, data: bytes) -> None:
-        """Append ``data``."""
-        ...
-
-    def truncate(self) -> None:
-        """Drop everything written so far (the download restarts from byte 0)."""
-        ...
-
-    def commit(self) -> None:
-        """Make the blob visible; called only after its size and digest were verified."""
-        ...
-
-    def abort(self) -> None:
-        """Throw the partial blob away. Safe to call more than once, or after commit."""
-        ...
-
-
-@runtime_checkable
-class BlobSink(Protocol):
-    """A content store the client can write blobs into."""
-
-    def exists(self, digest: str) -> bool:
-        """Whether the blob ``digest`` is already stored (then it is not downloaded)."""
-        ...
-
-    def writer(self, descriptor: Descriptor) -> ContentWriter:
-        """A new writer for the blob ``descriptor``."""
-        ...
-
-
-@runtime_checkable
-class BlobSource(Protocol):
-    """A content store the client can read blobs from when pushing."""
-
-    def exists(self, digest: str) -> bool:
-        """Whether the blob ``digest`` is stored."""
-        ...
-
-    def open_blob(self, digest: str) -> BinaryIO:
-        """Open the blob ``digest`` for reading; :class:`NotFound` if it is not stored."""
-        ...
+__all__ = ["DirectoryContentStore"]
 
 
 class _FileWriter:
@@ -80,17 +27,20 @@ class _FileWriter:
         self._final = final
         self._temp = temp
         self._file: BinaryIO | None = open(temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self.offset = 0
 
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise InvalidArgument("write after commit or abort")
         self._file.write(data)
+        self.offset += len(data)
 
     def truncate(self) -> None:
         if self._file is None:
             raise InvalidArgument("truncate after commit or abort")
         self._file.seek(0)
         self._file.truncate()
+        self.offset = 0
 
     def commit(self) -> None:
         if self._file is None:
@@ -118,7 +68,6 @@ class DirectoryContentStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        (self.root / "ingest").mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         """Where the blob ``digest`` is (or would be) stored."""
@@ -129,10 +78,12 @@ class DirectoryContentStore:
         """Whether the blob ``digest`` is stored."""
         return self.path(digest).is_file()
 
-    def writer(self, descriptor: Descriptor) -> ContentWriter:
+    def writer(self, descriptor: Descriptor) -> BlobWriter:
         """A writer staging ``descriptor``'s blob in ``ingest/``."""
         final = self.path(descriptor.digest)
         final.parent.mkdir(parents=True, exist_ok=True)
+        # Made on first write, so that reading a layout never changes it.
+        (self.root / "ingest").mkdir(parents=True, exist_ok=True)
         temp = self.root / "ingest" / f"{final.name}.{secrets.token_hex(8)}"
         return _FileWriter(final, temp)
 
@@ -168,7 +119,8 @@ class DirectoryContentStore:
 
     def ingests(self) -> list[Path]:
         """Staged, uncommitted files (empty unless a transfer is in progress)."""
-        return sorted((self.root / "ingest").iterdir())
+        ingest = self.root / "ingest"
+        return sorted(ingest.iterdir()) if ingest.is_dir() else []
 
     def __repr__(self) -> str:
         return f"DirectoryContentStore({str(self.root)!r})"
