@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from ..config import ClientConfig
-from ._async import (
+from libcontainerd.config import ClientConfig
+from libcontainerd.remote._async import (
     AsyncRemoteClient,
     AsyncRemoteContainer,
     AsyncRemoteEventStream,
@@ -22,13 +22,20 @@ from ._async import (
     AsyncRemoteProcessIO,
     AsyncRemoteTask,
 )
-from ._client import RemoteClient, RemoteContainer, RemoteProcess, RemoteTask
-from ._events import RemoteEventStream
-from ._extras import Introspection, Lease, Leases, NamespaceInfo, Namespaces, Plugin
-from ._stdio import FIFO_ROOT, PipedStreams
+from libcontainerd.remote._client import RemoteClient, RemoteContainer, RemoteProcess, RemoteTask
+from libcontainerd.remote._events import RemoteEventStream
+from libcontainerd.remote._extras import (
+    Introspection,
+    Lease,
+    Leases,
+    NamespaceInfo,
+    Namespaces,
+    Plugin,
+)
+from libcontainerd.remote._stdio import FIFO_ROOT, PipedStreams
 
 if TYPE_CHECKING:
-    from ..client import AsyncClient, Client
+    from libcontainerd.client import AsyncClient, Client
 
 __all__ = [
     "FIFO_ROOT",

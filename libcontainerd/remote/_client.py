@@ -17,40 +17,49 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
-from .._checkpoint import restore_dir
-from .._health import HealthStatus, check_health
-from ..client import Container
-from ..config import ClientConfig
-from ..errors import (
+from libcontainerd._checkpoint import restore_dir
+from libcontainerd._health import HealthStatus, check_health
+from libcontainerd.client import Container
+from libcontainerd.config import ClientConfig
+from libcontainerd.errors import (
     Canceled,
     DeadlineExceeded,
     Error,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
     Unimplemented,
     Unknown,
 )
-from ..types.container import ContainerInfo
-from ..types.process import ProcessInfo
-from ..types.stats import Resources, Stats
-from ..types.status import ExitStatus, Status
-from ..types.stdio import Stdio, TerminalIO
-from ..types.version import Version
-from . import _convert
-from ._convert import RUNC_OPTIONS_TYPE
-from ._events import CallbackSubscription, RemoteEventStream, subscribe
-from ._extras import Introspection, Leases, Namespaces
-from ._pb.containerd.runc.v1 import oci_pb2
-from ._pb.containerd.services.containers.v1 import containers_pb2
-from ._pb.containerd.services.tasks.v1 import tasks_pb2
-from ._pb.containerd.v1.types import task_pb2
-from ._stdio import PipedStreams, ProcessStdio, attach_stdio, fifo_dir, prepare_stdio
-from ._stdio import remove_fifo_dir as _remove_fifo_dir
-from ._transport import NO_TIMEOUT, REGISTRY_OPTION_KEYS, Transport
+from libcontainerd.remote import _convert
+from libcontainerd.remote._convert import RUNC_OPTIONS_TYPE
+from libcontainerd.remote._events import CallbackSubscription, RemoteEventStream, subscribe
+from libcontainerd.remote._extras import Introspection, Leases, Namespaces
+from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
+from libcontainerd.remote._pb.containerd.services.containers.v1 import containers_pb2
+from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_pb2
+from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
+from libcontainerd.remote._pb.containerd.v1.types import task_pb2
+from libcontainerd.remote._stdio import (
+    PipedStreams,
+    ProcessStdio,
+    attach_stdio,
+    fifo_dir,
+    prepare_stdio,
+)
+from libcontainerd.remote._stdio import remove_fifo_dir as _remove_fifo_dir
+from libcontainerd.remote._transport import NO_TIMEOUT, REGISTRY_OPTION_KEYS, Transport
+from libcontainerd.remote.supervisor import Supervisor, start_managed
+from libcontainerd.types.container import ContainerInfo
+from libcontainerd.types.process import ProcessInfo
+from libcontainerd.types.stats import Resources, Stats
+from libcontainerd.types.status import ExitStatus, Status
+from libcontainerd.types.stdio import Stdio, TerminalIO
+from libcontainerd.types.version import Version
 
 if TYPE_CHECKING:
-    from ._images import RemoteImages
+    from libcontainerd.remote._images import RemoteImages
 
 __all__ = ["RemoteClient", "RemoteContainer", "RemoteProcess", "RemoteTask"]
 
@@ -63,7 +72,7 @@ _WAIT_SLICE = 1.0
 
 
 def _validate_id(value: object, kind: str) -> str:
-    from ..types.identifiers import validate_identifier
+    from libcontainerd.types.identifiers import validate_identifier
 
     return validate_identifier(value, kind=kind)
 
@@ -174,11 +183,17 @@ class RemoteProcess:
         )
 
     def wait(
-        self, timeout: float | None = None, *, cancel: threading.Event | None = None
+        self,
+        timeout: float | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        wait_ready: float | None = None,
     ) -> ExitStatus:
         """Block until the process exits (containerd keeps the status until delete).
 
-        Survives a containerd restart (the shim keeps the process). With ``cancel``, the
+        A wait in progress survives a containerd restart (the shim keeps the process);
+        one begun while containerd is unreachable raises ``Unavailable`` at once unless
+        ``wait_ready`` (seconds) asks it to wait for containerd. With ``cancel``, the
         wait is made of short calls and ends with ``Canceled`` soon after ``cancel`` is
         set, so an abandoned wait does not hold a thread forever.
         """
@@ -186,6 +201,7 @@ class RemoteProcess:
             raise InvalidArgument(f"timeout must be positive seconds or None, got {timeout!r}")
         end = None if timeout is None else time.monotonic() + timeout
         request = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
+        waiting = False
         while True:
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
@@ -202,8 +218,18 @@ class RemoteProcess:
                     request,
                     timeout=NO_TIMEOUT if piece is None else piece,
                     idempotent=True,
+                    wait_ready=wait_ready,
+                    keep_waiting=waiting,
                 )
             except DeadlineExceeded:
+                waiting = True  # containerd was there and the process still ran
+                continue
+            except Unavailable as error:
+                # The connection broke while this wait was in progress (containerd
+                # restarts): the shim keeps the process, so keep waiting for it.
+                if waiting or "failed to connect" in str(error):
+                    raise
+                waiting = True
                 continue
             except Unknown as error:
                 # containerd hands our deadline to the shim, whose expiry can come back
@@ -217,17 +243,18 @@ class RemoteProcess:
             response.exit_status, response.exited_at, response.HasField("exited_at")
         )
 
-    def _get(self) -> task_pb2.Process:
+    def _get(self, wait_ready: float | None = None) -> task_pb2.Process:
         response = self._t.call(
             self._t.tasks.Get,
             tasks_pb2.GetRequest(container_id=self._container_id, exec_id=self._exec_id),
             idempotent=True,
+            wait_ready=wait_ready,
         )
         return response.process
 
-    def status(self) -> Status:
-        """The current status."""
-        return Status.from_proto(self._get().status)
+    def status(self, *, wait_ready: float | None = None) -> Status:
+        """The current status (``wait_ready``: seconds to wait for an unreachable containerd)."""
+        return Status.from_proto(self._get(wait_ready).status)
 
     def _is_running(self) -> bool:
         """False once the process has exited or is gone; True when containerd cannot say."""
@@ -512,11 +539,12 @@ class RemoteContainer:
     def _t(self) -> Transport:
         return self._client.transport
 
-    def _record(self) -> containers_pb2.Container:
+    def _record(self, wait_ready: float | None = None) -> containers_pb2.Container:
         response = self._t.call(
             self._t.containers.Get,
             containers_pb2.GetContainerRequest(id=self._id),
             idempotent=True,
+            wait_ready=wait_ready,
         )
         self._known = response.container
         return response.container
@@ -565,7 +593,7 @@ class RemoteContainer:
         spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
         process = (spec.get("process") if isinstance(spec, dict) else None) or {}
         _check_terminal(process, stdio, "container's")
-        from ._images import container_rootfs
+        from libcontainerd.remote._images import container_rootfs
 
         rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
         process_stdio = self._client._prepare(stdio, self._id, "")
@@ -653,7 +681,7 @@ def _restore_options(runtime: str, checkpoint_dir: Path | None) -> any_pb2.Any |
 
 def _check_registry_options(options: Mapping[str, Any]) -> None:
     """Build (and drop) one registry client so bad values fail at ``new_client``."""
-    from ..distribution import RegistryClient
+    from libcontainerd.distribution import RegistryClient
 
     try:
         RegistryClient(**options).close()
@@ -680,12 +708,24 @@ class RemoteClient:
         # Values first, before a channel exists; Transport reports wrong types and keys.
         if isinstance(registry, Mapping) and registry and set(registry) <= REGISTRY_OPTION_KEYS:
             _check_registry_options(registry)
-        self.transport = Transport(
-            config.address,
-            config.namespace,
-            timeout=config.timeout,
-            options=config.options,
-        )
+        self.supervisor: Supervisor | None = None
+        """The private containerd this client started (``managed=``), else None."""
+        address = config.address
+        managed = config.options.get("managed")
+        if managed:
+            self.supervisor = start_managed(config.root, config.state, address, managed)
+            address = self.supervisor.address
+        try:
+            self.transport = Transport(
+                address,
+                config.namespace,
+                timeout=config.timeout,
+                options=config.options,
+            )
+        except BaseException:
+            if self.supervisor is not None:
+                self.supervisor.stop()
+            raise
         self._registry_options: dict[str, Any] = dict(registry or {})
         self._lock = threading.Lock()
         self._stdios: set[ProcessStdio] = set()
@@ -718,7 +758,7 @@ class RemoteClient:
     @property
     def images(self) -> RemoteImages:
         """The image service: pull, push, list, get, remove, import and export images."""
-        from ._images import RemoteImages
+        from libcontainerd.remote._images import RemoteImages
 
         return RemoteImages(self.transport, registry_options=self._registry_options)
 
@@ -757,12 +797,10 @@ class RemoteClient:
         return self._track(prepared)
 
     def _remove_snapshot(self, snapshotter: str, key: str) -> None:
-        from ._pb.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-
-        stub = snapshots_pb2_grpc.SnapshotsStub(self.transport.channel)
         with contextlib.suppress(NotFound):
             self.transport.call(
-                stub.Remove, snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key)
+                self.transport.services.snapshots.Remove,
+                snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
             )
 
     # -- operations -----------------------------------------------------------------------
@@ -773,10 +811,21 @@ class RemoteClient:
             raise InvalidArgument(f"timeout {timeout!r} must be a positive number of seconds")
         return check_health(self.transport.channel, timeout) is HealthStatus.SERVING
 
-    def version(self) -> Version:
+    def wait_ready(self, timeout: float) -> None:
+        """Block until containerd answers; ``Unavailable`` when it has not within ``timeout`` s.
+
+        Calls fail fast while containerd is unreachable; use this (or ``wait_ready=`` on
+        the client or a call) where a program should wait for containerd to come up.
+        """
+        self.transport.wait_ready(timeout)
+
+    def version(self, *, wait_ready: float | None = None) -> Version:
         """containerd's version and revision."""
         response = self.transport.call(
-            self.transport.version.Version, empty_pb2.Empty(), idempotent=True
+            self.transport.version.Version,
+            empty_pb2.Empty(),
+            idempotent=True,
+            wait_ready=wait_ready,
         )
         return Version(
             version=response.version,
@@ -810,7 +859,7 @@ class RemoteClient:
             raise InvalidArgument("labels must map non-empty str keys to str values")
         prepared = None
         if image is not None:
-            from ._images import prepare_image_rootfs
+            from libcontainerd.remote._images import prepare_image_rootfs
 
             prepared = prepare_image_rootfs(self.transport, container_id, image, spec)
             spec = prepared.spec
@@ -842,13 +891,17 @@ class RemoteClient:
             prepared.release()
         return RemoteContainer(self, container_id, created.container)
 
-    def load_container(self, container_id: str) -> RemoteContainer:
+    def load_container(
+        self, container_id: str, *, wait_ready: float | None = None
+    ) -> RemoteContainer:
         """A handle on an existing container; ``NotFound`` when absent."""
         container = RemoteContainer(self, _validate_id(container_id, "container id"))
-        container._record()
+        container._record(wait_ready)
         return container
 
-    def containers(self, filters: Sequence[str] = ()) -> list[Container]:
+    def containers(
+        self, filters: Sequence[str] = (), *, wait_ready: float | None = None
+    ) -> list[Container]:
         """Every container in the namespace, optionally filtered (containerd filter syntax)."""
         if isinstance(filters, str):
             filters = [filters]
@@ -856,6 +909,7 @@ class RemoteClient:
             self.transport.containers.List,
             containers_pb2.ListContainersRequest(filters=list(filters)),
             idempotent=True,
+            wait_ready=wait_ready,
         )
         return [RemoteContainer(self, record.id, record) for record in response.containers]
 
@@ -878,6 +932,8 @@ class RemoteClient:
         for stdio in stdios:
             stdio.close(remove=False)
         self.transport.close()
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def __enter__(self) -> RemoteClient:
         return self
