@@ -102,13 +102,13 @@ def render_config(
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    # The state letter follows the command name, which is in parentheses.
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -366,17 +366,28 @@ class Supervisor:
         self._process = None
         self._pid = 0
 
+    def _stop_watching(self) -> None:
+        self._stopping.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=self._stop_timeout + self._start_timeout)
+        self._watcher = None
+
+    def detach(self) -> None:
+        """Stop watching but leave containerd running, its pid file in place, for a later
+        supervisor (say, of the next run of this program) to adopt."""
+        self._stop_watching()
+        with self._lock:
+            self._process = None
+            self._pid = 0
+
     def stop(self) -> None:
         """Stop watching, stop containerd (TERM, then KILL) and remove socket and pid file.
 
         Containers keep running in their shims; a new supervisor on the same root and
         state finds them again. Calling it again does nothing.
         """
-        self._stopping.set()
-        watcher = self._watcher
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join(timeout=self._stop_timeout + self._start_timeout)
-        self._watcher = None
+        self._stop_watching()
         with self._lock:
             self._terminate()
             for path in (
