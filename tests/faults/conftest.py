@@ -7,6 +7,7 @@ line, which CI logs show.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -38,6 +39,22 @@ def fault_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from libcontainerd.testing.image_builder import busybox_rootfs
 
     return busybox_rootfs(tmp_path_factory.mktemp("faults-rootfs") / "rootfs")
+
+
+FAULT_NAMESPACES = ("faults-outage", "faults-load", "faults-restore")
+"""The namespaces the suite's containers use; each becomes a cgroup parent."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_fault_cgroup_parents() -> Iterator[None]:
+    """Remove the empty cgroups named after the suite's namespaces once it is done."""
+    yield
+    from libcontainerd.testing.host import CGROUP_ROOT
+
+    for namespace in FAULT_NAMESPACES:
+        for parent in [*CGROUP_ROOT.glob(f"*/{namespace}"), CGROUP_ROOT / namespace]:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 @pytest.fixture
