@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as _dt
+import functools
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from ..types import descriptor as media
 from ..types import platform as platforms
@@ -319,11 +321,17 @@ class RemoteImages:
         finally:
             # After a failure, wait for garbage collection so the partial content is gone
             # when the error reaches the caller; after success the image holds everything.
-            with contextlib.suppress(Error):
-                self.transport.call(
-                    self.transport.leases.Delete,
-                    leases_pb2.DeleteRequest(id=lease_id, sync=failed),
-                )
+            delete = functools.partial(
+                self.transport.call,
+                self.transport.leases.Delete,
+                leases_pb2.DeleteRequest(id=lease_id, sync=failed),
+            )
+            try:
+                delete()
+            except Unavailable:  # containerd went away mid-pull: delete it when it is back
+                self.transport.after_reconnect(delete)
+            except Error:
+                pass
 
     def content(self, lease_id: str | None = None) -> RemoteContentStore:
         """The content store of this namespace, optionally under a lease."""

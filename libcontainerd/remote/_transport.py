@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -309,9 +309,29 @@ class Transport:
         self.version = self.services.version
         self.introspection = self.services.introspection
         self.leases = self.services.leases
+        self._deferred: list[Callable[[], object]] = []
+        self._deferred_lock = threading.Lock()
         self._probe = self.channel.unary_unary(
             HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
         )
+
+    def after_reconnect(self, cleanup: Callable[[], object]) -> None:
+        """Run ``cleanup`` once containerd answers again (after the next successful call).
+
+        For clean-ups that failed because containerd was away, such as deleting the
+        lease of a pull it interrupted; errors of ``cleanup`` are logged, not raised.
+        """
+        with self._deferred_lock:
+            self._deferred.append(cleanup)
+
+    def _run_deferred(self) -> None:
+        with self._deferred_lock:
+            pending, self._deferred = self._deferred, []
+        for cleanup in pending:
+            try:
+                cleanup()
+            except Error as error:
+                _log.info("clean-up after reconnecting failed: %s", error)
 
     def _metadata(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
         # The interceptor adds the client's namespace; only another one travels here.
@@ -384,7 +404,9 @@ class Transport:
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(f"containerd call did not finish in time ({self.address})")
             try:
-                return method(request, timeout=remaining, metadata=metadata, wait_for_ready=retried)
+                response = method(
+                    request, timeout=remaining, metadata=metadata, wait_for_ready=retried
+                )
             except grpc.RpcError as error:
                 if not is_unavailable(error) or is_locked_message(_details(error)):
                     raise translate_rpc_error(error, address=self.address) from None
@@ -405,6 +427,10 @@ class Transport:
                 if not self.connected(budget):
                     raise translate_rpc_error(error, address=self.address) from None
                 retried = True
+                continue
+            if self._deferred:
+                self._run_deferred()
+            return response
 
     def stream(
         self,

@@ -41,7 +41,7 @@ def fault_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return busybox_rootfs(tmp_path_factory.mktemp("faults-rootfs") / "rootfs")
 
 
-FAULT_NAMESPACES = ("faults-outage", "faults-load", "faults-restore")
+FAULT_NAMESPACES = ("faults-outage", "faults-load", "faults-restore", "faults-pull")
 """The namespaces the suite's containers use; each becomes a cgroup parent."""
 
 
