@@ -213,7 +213,7 @@ class RemoteClient:
     ) -> RemoteContainer:
         """A handle on an existing container; ``NotFound`` when absent."""
         container = RemoteContainer(self._session, validate_id(container_id, "container id"))
-        container._record(wait_ready)
+        container.refresh(wait_ready=wait_ready)
         return container
 
     def containers(

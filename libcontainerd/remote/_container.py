@@ -73,6 +73,10 @@ class RemoteContainer:
         self._known = response.container
         return response.container
 
+    def refresh(self, *, wait_ready: float | None = None) -> None:
+        """Read the record again; ``NotFound`` when the container is gone."""
+        self._record(wait_ready)
+
     def _last_record(self) -> containers_pb2.Container:
         return self._known if self._known is not None else self._record()
 
