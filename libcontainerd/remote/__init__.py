@@ -5,7 +5,11 @@ The factory (:func:`libcontainerd.new_client`) calls :func:`create_client` or
 ``tls_ca``, ``tls_cert``, ``tls_key`` (paths or PEM bytes) for ``tcp://`` addresses, and
 ``registry`` (a dict passed to every registry client the image service uses: ``ca_file``,
 ``insecure_hosts``, ``docker_config``, ``credentials``, ``client_cert``, ``timeout``,
-``max_retries``, ``retry``), e.g. ``new_client("remote", registry={"ca_file": "/etc/ca.pem"})``.
+``max_retries``, ``retry``), e.g. ``new_client("remote", registry={"ca_file": "/etc/ca.pem"})``;
+``wait_ready`` (seconds every call waits for an unreachable containerd; by default calls fail
+fast with ``Unavailable``); ``managed`` (``True`` or a dict of
+:class:`~libcontainerd.remote.supervisor.Supervisor` settings, with ``root=`` and ``state=``:
+start and supervise a private containerd).
 """
 
 from __future__ import annotations

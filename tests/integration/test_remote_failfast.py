@@ -20,12 +20,13 @@ from libcontainerd.cli import main
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Unavailable
 from libcontainerd.remote import RemoteClient, RemoteTask
+from libcontainerd.remote._process import Session
 
 FAST = 1.5
 
 
 def _calls(client: RemoteClient) -> list[tuple[str, Callable[[], object]]]:
-    task = RemoteTask(client, "absent")
+    task = RemoteTask(Session(client.transport), "absent")
     return [
         ("version", client.version),
         ("containers", client.containers),
