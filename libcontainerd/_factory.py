@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from .client import AsyncClient, Client, EventCallback
-from .config import ClientConfig
-from .errors import InvalidArgument, Unimplemented
-from .system import BackendDecision, decide_backend
+from libcontainerd.address import default_namespace
+from libcontainerd.client import AsyncClient, Client, EventCallback
+from libcontainerd.config import ClientConfig
+from libcontainerd.errors import InvalidArgument, Unimplemented
+from libcontainerd.system import BackendDecision, decide_backend
 
 __all__ = ["new_async_client", "new_client"]
 
@@ -25,7 +26,7 @@ def _config(
     decision: BackendDecision,
     *,
     address: str | None,
-    namespace: str,
+    namespace: str | None,
     root: Path | str | None,
     state: Path | str | None,
     runtime: str | None,
@@ -40,16 +41,21 @@ def _config(
             "drop address= or pass backend='remote'"
         )
     if decision.backend == "remote":
-        local_only = {"root": root, "state": state, "runtime": runtime}
+        # A managed containerd (options["managed"]) keeps its own root and state there.
+        local_only: dict[str, object] = {"root": root, "state": state, "runtime": runtime}
+        if options.get("managed"):
+            local_only = {"runtime": runtime}
         misplaced = [name for name, value in local_only.items() if value is not None]
         if misplaced:
             raise InvalidArgument(
-                f"{', '.join(misplaced)} only apply to the local backend, but {decision.reason}; "
+                f"{', '.join(misplaced)} only apply to the local backend (or to a managed "
+                f"containerd: managed=True takes root= and state=), but {decision.reason}; "
                 "configure the runtime in containerd instead, or pass backend='local'"
             )
     return ClientConfig(
-        namespace=namespace,
-        address=decision.address,
+        namespace=default_namespace() if namespace is None else namespace,
+        # A managed containerd listens where it is told, never at a shared default.
+        address=address if options.get("managed") else decision.address,
         root=root,
         state=state,
         runtime=runtime,
@@ -80,7 +86,7 @@ def new_client(
     backend: str | None = None,
     *,
     address: str | None = None,
-    namespace: str = "default",
+    namespace: str | None = None,
     root: Path | str | None = None,
     state: Path | str | None = None,
     runtime: str | None = None,
@@ -93,6 +99,14 @@ def new_client(
 
     See :mod:`libcontainerd.system` for the selection rules. Arguments that belong
     to the other backend are refused with ``InvalidArgument`` rather than ignored.
+    ``namespace`` defaults to ``$CONTAINERD_NAMESPACE``, else ``"default"``; the remote
+    backend dials ``address``, else ``$CONTAINERD_ADDRESS``, else containerd's default.
+
+    Remote calls fail fast (``Unavailable`` within about a second) while containerd is
+    unreachable; pass ``wait_ready=<seconds>`` to make every call wait for it, or call
+    ``client.wait_ready(timeout)``. ``managed=True`` (remote) starts and supervises a
+    private containerd keeping its data in ``root`` and ``state``
+    (see :mod:`libcontainerd.remote.supervisor`).
     """
     decision = decide_backend(backend, address=address, experimental=experimental)
     config = _config(
@@ -114,7 +128,7 @@ def new_async_client(
     backend: str | None = None,
     *,
     address: str | None = None,
-    namespace: str = "default",
+    namespace: str | None = None,
     root: Path | str | None = None,
     state: Path | str | None = None,
     runtime: str | None = None,

@@ -10,20 +10,31 @@ Accepted forms:
 from __future__ import annotations
 
 import enum
+import os
 import sys
+from collections.abc import Mapping
 
 import attrs
 
 from .errors import InvalidArgument
 
 __all__ = [
+    "ADDRESS_ENV",
     "DEFAULT_UNIX_ADDRESS",
     "DEFAULT_WINDOWS_ADDRESS",
+    "NAMESPACE_ENV",
     "Address",
     "AddressKind",
     "default_address",
+    "default_namespace",
     "parse_address",
+    "resolve_address",
 ]
+
+ADDRESS_ENV = "CONTAINERD_ADDRESS"
+"""The environment variable naming containerd's address when none is passed (as for ``ctr``)."""
+NAMESPACE_ENV = "CONTAINERD_NAMESPACE"
+"""The environment variable naming the namespace when none is passed (as for ``ctr``)."""
 
 DEFAULT_UNIX_ADDRESS = "/run/containerd/containerd.sock"
 DEFAULT_WINDOWS_ADDRESS = r"\\.\pipe\containerd-containerd"
@@ -69,6 +80,25 @@ def default_address(host_os: str | None = None) -> str:
     """containerd's default address on this (or the given) operating system."""
     os_name = host_os or ("windows" if sys.platform == "win32" else "linux")
     return DEFAULT_WINDOWS_ADDRESS if os_name == "windows" else DEFAULT_UNIX_ADDRESS
+
+
+def resolve_address(
+    address: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    host_os: str | None = None,
+) -> str:
+    """The address to dial: ``address``, else ``$CONTAINERD_ADDRESS``, else the default."""
+    if address is not None:
+        return address
+    env = os.environ if environ is None else environ
+    return env.get(ADDRESS_ENV) or default_address(host_os)
+
+
+def default_namespace(environ: Mapping[str, str] | None = None) -> str:
+    """``$CONTAINERD_NAMESPACE`` when set and not empty, else ``"default"``."""
+    env = os.environ if environ is None else environ
+    return env.get(NAMESPACE_ENV) or "default"
 
 
 def _unix(path: str, original: str) -> Address:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import Error
-from .system import decide_backend
+from .system import containerd_answers, decide_backend
 from .types import platform as platforms
 from .types import requested_platform
 
@@ -18,19 +18,23 @@ __all__ = ["main"]
 
 def _backend(args: argparse.Namespace) -> int:
     decision = decide_backend(args.backend, address=args.address)
+    report: dict[str, object] = {
+        "backend": decision.backend,
+        "rule": decision.rule.name.lower(),
+        "address": decision.address,
+    }
+    reachable = True
+    if decision.backend == "remote" and decision.address:
+        # Say what was checked, not only what was chosen: exit 1 when nothing answers.
+        reachable = containerd_answers(decision.address, timeout=1.0)
+        report["reachable"] = reachable
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "backend": decision.backend,
-                    "rule": decision.rule.name.lower(),
-                    "address": decision.address,
-                }
-            )
-        )
-    else:
+        print(json.dumps(report))
+    elif reachable:
         print(decision.reason)
-    return 0
+    else:
+        print(f"{decision.reason} (containerd does not answer there: is it running?)")
+    return 0 if reachable else 1
 
 
 def _platform(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from .address import AddressKind, default_address, parse_address
+from .address import AddressKind, default_address, parse_address, resolve_address
 from .errors import FailedPrecondition, InvalidArgument
 
 __all__ = [
@@ -101,6 +101,11 @@ def _check_backend_name(value: str, source: str) -> str:
     return name
 
 
+def _remote_address(backend: str, address: str | None, env: Mapping[str, str]) -> str | None:
+    # remote dials the explicit address, else CONTAINERD_ADDRESS, else the default socket.
+    return resolve_address(address, environ=env) if backend == "remote" else address
+
+
 def decide_backend(
     backend: str | None = None,
     *,
@@ -122,12 +127,11 @@ def decide_backend(
         return _decide_windows(backend, address, experimental, env)
 
     if backend is not None:
-        return BackendDecision(
-            _check_backend_name(backend, "backend"), Rule.EXPLICIT_BACKEND, address
-        )
+        name = _check_backend_name(backend, "backend")
+        return BackendDecision(name, Rule.EXPLICIT_BACKEND, _remote_address(name, address, env))
     if env.get(BACKEND_ENV):
         name = _check_backend_name(env[BACKEND_ENV], BACKEND_ENV)
-        return BackendDecision(name, Rule.BACKEND_ENVIRONMENT, address)
+        return BackendDecision(name, Rule.BACKEND_ENVIRONMENT, _remote_address(name, address, env))
     if address is not None:
         return BackendDecision("remote", Rule.EXPLICIT_ADDRESS, address)
     if env.get(CONTAINERD_ADDRESS_ENV):

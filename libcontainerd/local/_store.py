@@ -16,11 +16,12 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from libcontainerd.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
+from libcontainerd.filters import matches_filters
 from libcontainerd.local._monitor import write_json_atomic
 from libcontainerd.local._runtime import runtime_key
 from libcontainerd.types.container import ContainerInfo, RuntimeInfo
@@ -206,63 +207,3 @@ class ContainerStore:
             for entry in self.layout.containers.iterdir()
             if (entry / "record.json").exists()
         )
-
-
-def _parse_filter(text: str) -> list[tuple[str, str, str]]:
-    clauses = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        for op in ("!=", "~=", "=="):
-            if op in part:
-                key, value = part.split(op, 1)
-                break
-        else:
-            key, op, value = part, "", ""
-        key = key.strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        if key.startswith("labels."):
-            key = "labels." + key[len("labels.") :].strip('"')
-        if not key:
-            raise InvalidArgument(f"filter {text!r} has an empty field name; use field==value")
-        clauses.append((key, op, value))
-    return clauses
-
-
-def matches_filters(filters: Sequence[str], lookup: Callable[[str], str | None]) -> bool:
-    """containerd filter semantics: any filter string matches when all its clauses do.
-
-    A clause is ``field==value``, ``field!=value``, ``field~=regexp`` or ``field``
-    (present); ``lookup`` returns a field's value or ``None`` when absent.
-    """
-    import re
-
-    if isinstance(filters, str):
-        raise InvalidArgument("filters must be a sequence of strings, not a single string")
-    if not filters:
-        return True
-    for text in filters:
-        ok = True
-        for key, op, value in _parse_filter(text):
-            actual = lookup(key)
-            if op == "":
-                ok = actual is not None
-            elif op == "==":
-                ok = actual == value
-            elif op == "!=":
-                ok = actual != value
-            else:
-                try:
-                    ok = actual is not None and re.search(value, actual) is not None
-                except re.error as exc:
-                    raise InvalidArgument(
-                        f"bad regular expression in filter {text!r}: {exc}"
-                    ) from exc
-            if not ok:
-                break
-        if ok:
-            return True
-    return False

@@ -5,15 +5,19 @@ The factory (:func:`libcontainerd.new_client`) calls :func:`create_client` or
 ``tls_ca``, ``tls_cert``, ``tls_key`` (paths or PEM bytes) for ``tcp://`` addresses, and
 ``registry`` (a dict passed to every registry client the image service uses: ``ca_file``,
 ``insecure_hosts``, ``docker_config``, ``credentials``, ``client_cert``, ``timeout``,
-``max_retries``, ``retry``), e.g. ``new_client("remote", registry={"ca_file": "/etc/ca.pem"})``.
+``max_retries``, ``retry``), e.g. ``new_client("remote", registry={"ca_file": "/etc/ca.pem"})``;
+``wait_ready`` (seconds every call waits for an unreachable containerd; by default calls fail
+fast with ``Unavailable``); ``managed`` (``True`` or a dict of
+:class:`~libcontainerd.remote.supervisor.Supervisor` settings, with ``root=`` and ``state=``:
+start and supervise a private containerd).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from ..config import ClientConfig
-from ._async import (
+from libcontainerd.config import ClientConfig
+from libcontainerd.remote._async import (
     AsyncRemoteClient,
     AsyncRemoteContainer,
     AsyncRemoteEventStream,
@@ -22,13 +26,20 @@ from ._async import (
     AsyncRemoteProcessIO,
     AsyncRemoteTask,
 )
-from ._client import RemoteClient, RemoteContainer, RemoteProcess, RemoteTask
-from ._events import RemoteEventStream
-from ._extras import Introspection, Lease, Leases, NamespaceInfo, Namespaces, Plugin
-from ._stdio import FIFO_ROOT, PipedStreams
+from libcontainerd.remote._client import RemoteClient, RemoteContainer, RemoteProcess, RemoteTask
+from libcontainerd.remote._events import RemoteEventStream
+from libcontainerd.remote._extras import (
+    Introspection,
+    Lease,
+    Leases,
+    NamespaceInfo,
+    Namespaces,
+    Plugin,
+)
+from libcontainerd.remote._stdio import FIFO_ROOT, PipedStreams
 
 if TYPE_CHECKING:
-    from ..client import AsyncClient, Client
+    from libcontainerd.client import AsyncClient, Client
 
 __all__ = [
     "FIFO_ROOT",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .._async_facade import (
+from libcontainerd._async_facade import (
     AsyncClientFacade,
     AsyncContainerFacade,
     AsyncEventStreamFacade,
@@ -23,9 +23,9 @@ from .._async_facade import (
     AsyncTaskFacade,
     Runner,
 )
-from ..client import PlatformRequest
-from ..config import ClientConfig
-from ._client import RemoteClient
+from libcontainerd.client import PlatformRequest
+from libcontainerd.config import ClientConfig
+from libcontainerd.remote._client import RemoteClient
 
 __all__ = [
     "AsyncRemoteClient",

@@ -1,659 +1,47 @@
-"""The remote backend's one implementation: blocking handles over containerd's gRPC API.
+"""The remote backend's client: one containerd namespace over containerd's gRPC API.
 
-:mod:`libcontainerd.remote._async` wraps these same objects for asyncio, so the
-behaviour lives here only.
+The handles it returns live in :mod:`libcontainerd.remote._container` and
+:mod:`libcontainerd.remote._process`; :mod:`libcontainerd.remote._async` wraps these same
+objects for asyncio, so the behaviour lives here only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal as _signal
-import threading
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
+from google.protobuf import empty_pb2
 
-from .._checkpoint import restore_dir
-from .._health import HealthStatus, check_health
-from ..client import Container
-from ..config import ClientConfig
-from ..errors import (
-    Canceled,
-    DeadlineExceeded,
-    Error,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unimplemented,
-    Unknown,
+from libcontainerd._health import HealthStatus, check_health
+from libcontainerd.client import Container
+from libcontainerd.config import ClientConfig
+from libcontainerd.errors import InvalidArgument
+from libcontainerd.remote import _convert
+from libcontainerd.remote._container import RemoteContainer
+from libcontainerd.remote._events import CallbackSubscription, RemoteEventStream, subscribe
+from libcontainerd.remote._extras import Introspection, Leases, Namespaces
+from libcontainerd.remote._pb.containerd.services.containers.v1 import containers_pb2
+from libcontainerd.remote._process import (
+    DEFAULT_RUNTIME,
+    RemoteProcess,
+    RemoteTask,
+    Session,
+    validate_id,
 )
-from ..types.container import ContainerInfo
-from ..types.process import ProcessInfo
-from ..types.stats import Resources, Stats
-from ..types.status import ExitStatus, Status
-from ..types.stdio import Stdio, TerminalIO
-from ..types.version import Version
-from . import _convert
-from ._convert import RUNC_OPTIONS_TYPE
-from ._events import CallbackSubscription, RemoteEventStream, subscribe
-from ._extras import Introspection, Leases, Namespaces
-from ._pb.containerd.runc.v1 import oci_pb2
-from ._pb.containerd.services.containers.v1 import containers_pb2
-from ._pb.containerd.services.tasks.v1 import tasks_pb2
-from ._pb.containerd.v1.types import task_pb2
-from ._stdio import PipedStreams, ProcessStdio, attach_stdio, fifo_dir, prepare_stdio
-from ._stdio import remove_fifo_dir as _remove_fifo_dir
-from ._transport import NO_TIMEOUT, REGISTRY_OPTION_KEYS, Transport
+from libcontainerd.remote._transport import REGISTRY_OPTION_KEYS, Transport
+from libcontainerd.remote.supervisor import Supervisor, start_managed
+from libcontainerd.types.version import Version
 
 if TYPE_CHECKING:
-    from ._images import RemoteImages
+    from libcontainerd.remote._images import RemoteImages
 
 __all__ = ["RemoteClient", "RemoteContainer", "RemoteProcess", "RemoteTask"]
-
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
-"""The runtime containers get when none is named."""
-
-_FORCE_DELETE_WAIT = 10.0
-# Length of one Wait call when a wait can be cancelled (async callers).
-_WAIT_SLICE = 1.0
-
-
-def _validate_id(value: object, kind: str) -> str:
-    from ..types.identifiers import validate_identifier
-
-    return validate_identifier(value, kind=kind)
-
-
-def _exit_status(code: int, exited_at: Any, has_time: bool) -> ExitStatus:
-    if has_time:
-        return ExitStatus(code, _convert.to_datetime(exited_at))
-    return ExitStatus(code)
-
-
-def _check_terminal(process: Mapping[str, Any], stdio: Stdio | None, what: str) -> None:
-    wants_tty = bool(process.get("terminal", False))
-    has_tty = isinstance(stdio, TerminalIO)
-    if wants_tty and not has_tty:
-        raise InvalidArgument(
-            f"the {what} process spec asks for a terminal (process.terminal=true) but stdio "
-            "is not TerminalIO; pass stdio=TerminalIO() or drop with_tty()"
-        )
-    if has_tty and not wants_tty:
-        raise InvalidArgument(
-            f"stdio is TerminalIO but the {what} process spec has no terminal; add "
-            "oci.with_tty() to the spec (or set process['terminal'] = True)"
-        )
-
-
-class RemoteProcess:
-    """A process of a task: the init process (``id`` == container id) or an exec."""
-
-    def __init__(
-        self,
-        client: RemoteClient,
-        container_id: str,
-        exec_id: str,
-        *,
-        pid: int = 0,
-        stdio: ProcessStdio | None = None,
-    ) -> None:
-        self._client = client
-        self._container_id = container_id
-        self._exec_id = exec_id
-        self._pid = pid
-        self._stdio = stdio
-        # Set once a wait() on this handle returned: a process never runs again after
-        # exiting, so delete() need not ask containerd whether it still runs.
-        self._exited = False
-
-    @property
-    def id(self) -> str:
-        """The exec id, or the container id for a task's init process."""
-        return self._exec_id or self._container_id
-
-    @property
-    def container_id(self) -> str:
-        """The id of the container the process belongs to."""
-        return self._container_id
-
-    @property
-    def pid(self) -> int:
-        """The host pid (0 before the process was created)."""
-        return self._pid
-
-    @property
-    def io(self) -> PipedStreams | None:
-        """The client's ends of the process's FIFOs (piped or terminal stdio only)."""
-        return None if self._stdio is None else self._stdio.streams
-
-    @property
-    def _t(self) -> Transport:
-        return self._client.transport
-
-    def start(self) -> None:
-        """Start the process."""
-        response = self._t.call(
-            self._t.tasks.Start,
-            tasks_pb2.StartRequest(container_id=self._container_id, exec_id=self._exec_id),
-        )
-        self._pid = response.pid
-        if self._stdio is not None:
-            self._stdio.started()
-            if self._stdio.size is not None:
-                self._initial_resize(*self._stdio.size)
-
-    def _initial_resize(self, width: int, height: int) -> None:
-        # A short-lived process may be gone before its terminal gets its first size;
-        # that is not the caller's error.
-        try:
-            self.resize(width, height)
-        except Error:
-            try:
-                status = self.status()
-            except NotFound:
-                return
-            if status is not Status.STOPPED:
-                raise
-
-    def kill(self, signal: int, *, all: bool = False) -> None:
-        """Send ``signal`` to the process; with ``all=True`` to every process of the task."""
-        if isinstance(signal, bool) or not isinstance(signal, int) or not 0 < signal < 65:
-            raise InvalidArgument(f"signal must be an int from 1 to 64, got {signal!r}")
-        self._t.call(
-            self._t.tasks.Kill,
-            tasks_pb2.KillRequest(
-                container_id=self._container_id,
-                exec_id=self._exec_id,
-                signal=signal,
-                all=all,
-            ),
-        )
-
-    def wait(
-        self, timeout: float | None = None, *, cancel: threading.Event | None = None
-    ) -> ExitStatus:
-        """Block until the process exits (containerd keeps the status until delete).
-
-        Survives a containerd restart (the shim keeps the process). With ``cancel``, the
-        wait is made of short calls and ends with ``Canceled`` soon after ``cancel`` is
-        set, so an abandoned wait does not hold a thread forever.
-        """
-        if timeout is not None and not timeout > 0:
-            raise InvalidArgument(f"timeout must be positive seconds or None, got {timeout!r}")
-        end = None if timeout is None else time.monotonic() + timeout
-        request = tasks_pb2.WaitRequest(container_id=self._container_id, exec_id=self._exec_id)
-        while True:
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                raise DeadlineExceeded(
-                    f"process {self.id!r} of container {self._container_id!r} did not exit "
-                    f"within {timeout} s"
-                )
-            piece = left if cancel is None else min(left or _WAIT_SLICE, _WAIT_SLICE)
-            if cancel is not None and cancel.is_set():
-                raise Canceled(f"wait for process {self.id!r} was cancelled")
-            try:
-                response = self._t.call(
-                    self._t.tasks.Wait,
-                    request,
-                    timeout=NO_TIMEOUT if piece is None else piece,
-                    idempotent=True,
-                )
-            except DeadlineExceeded:
-                continue
-            except Unknown as error:
-                # containerd hands our deadline to the shim, whose expiry can come back
-                # as an untyped error before the client's own deadline fires.
-                if piece is not None and "deadline exceeded" in str(error):
-                    continue
-                raise
-            break
-        self._exited = True
-        return _exit_status(
-            response.exit_status, response.exited_at, response.HasField("exited_at")
-        )
-
-    def _get(self) -> task_pb2.Process:
-        response = self._t.call(
-            self._t.tasks.Get,
-            tasks_pb2.GetRequest(container_id=self._container_id, exec_id=self._exec_id),
-            idempotent=True,
-        )
-        return response.process
-
-    def status(self) -> Status:
-        """The current status."""
-        return Status.from_proto(self._get().status)
-
-    def _is_running(self) -> bool:
-        """False once the process has exited or is gone; True when containerd cannot say."""
-        try:
-            return self.status() is not Status.STOPPED
-        except NotFound:
-            return False
-        except Error:
-            return True
-
-    def resize(self, width: int, height: int) -> None:
-        """Resize the process's terminal."""
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 65535:
-                raise InvalidArgument(f"terminal {name} must be 1 to 65535, got {value!r}")
-        self._t.call(
-            self._t.tasks.ResizePty,
-            tasks_pb2.ResizePtyRequest(
-                container_id=self._container_id,
-                exec_id=self._exec_id,
-                width=width,
-                height=height,
-            ),
-        )
-
-    def _close_io(self) -> None:
-        self._t.call(
-            self._t.tasks.CloseIO,
-            tasks_pb2.CloseIORequest(
-                container_id=self._container_id, exec_id=self._exec_id, stdin=True
-            ),
-        )
-
-    def close_stdin(self) -> None:
-        """Close the process's stdin so it reads EOF."""
-        streams = self.io
-        if streams is not None and streams.stdin is not None and not streams.stdin.closed:
-            streams.stdin.close()  # also sends CloseIO
-        else:
-            self._close_io()
-
-    def _check_deletable(self) -> None:
-        # containerd stops the task's OOM monitor before it asks the shim to delete, even
-        # when the shim then refuses because the process runs: ask first, unless a wait()
-        # on this handle already saw the exit.
-        if self._exited:
-            return
-        status = self.status()
-        if status in (Status.RUNNING, Status.PAUSED, Status.PAUSING):
-            raise FailedPrecondition(
-                f"process {self.id!r} of container {self._container_id!r} is "
-                f"{status.value}; it must be stopped before deletion (kill it and wait, "
-                "or use force_delete)"
-            )
-
-    def _release_stdio(self) -> None:
-        if self._stdio is not None:
-            self._client._forget(self._stdio)
-            self._stdio.close()
-        _remove_fifo_dir(fifo_dir(self._client.namespace, self._container_id, self._exec_id))
-
-    def delete(self) -> ExitStatus:
-        """Remove the exited process and its stdio; returns its exit status."""
-        self._check_deletable()
-        response = self._t.call(
-            self._t.tasks.DeleteProcess,
-            tasks_pb2.DeleteProcessRequest(container_id=self._container_id, exec_id=self._exec_id),
-        )
-        self._release_stdio()
-        return _exit_status(
-            response.exit_status, response.exited_at, response.HasField("exited_at")
-        )
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._container_id}/{self.id} pid={self._pid}>"
-
-
-class RemoteTask(RemoteProcess):
-    """A container's task: its init process plus container-wide operations."""
-
-    def __init__(
-        self,
-        client: RemoteClient,
-        container_id: str,
-        *,
-        pid: int = 0,
-        stdio: ProcessStdio | None = None,
-    ) -> None:
-        super().__init__(client, container_id, "", pid=pid, stdio=stdio)
-
-    def pause(self) -> None:
-        """Freeze every process of the container."""
-        self._t.call(
-            self._t.tasks.Pause, tasks_pb2.PauseTaskRequest(container_id=self._container_id)
-        )
-
-    def resume(self) -> None:
-        """Thaw a paused container."""
-        self._t.call(
-            self._t.tasks.Resume, tasks_pb2.ResumeTaskRequest(container_id=self._container_id)
-        )
-
-    def exec(
-        self, process_id: str, process: Mapping[str, Any], *, stdio: Stdio | None = None
-    ) -> RemoteProcess:
-        """Create (not start) an extra process described by an OCI ``process`` object."""
-        exec_id = _validate_id(process_id, "exec id")
-        if not isinstance(process, Mapping):
-            raise InvalidArgument(f"process must be a dict, not {type(process).__name__}")
-        if not process.get("args"):
-            raise InvalidArgument("the exec process spec needs non-empty 'args'")
-        _check_terminal(process, stdio, "exec")
-        spec = _convert.json_any(_convert.PROCESS_SPEC_TYPE, dict(process))
-        process_stdio = self._client._prepare(stdio, self._container_id, exec_id)
-        try:
-            self._t.call(
-                self._t.tasks.Exec,
-                tasks_pb2.ExecProcessRequest(
-                    container_id=self._container_id,
-                    exec_id=exec_id,
-                    stdin=process_stdio.stdin,
-                    stdout=process_stdio.stdout,
-                    stderr=process_stdio.stderr,
-                    terminal=process_stdio.terminal,
-                    spec=spec,
-                ),
-            )
-        except BaseException:
-            self._client._forget(process_stdio)
-            process_stdio.close()
-            raise
-        return RemoteProcess(self._client, self._container_id, exec_id, stdio=process_stdio)
-
-    def load_process(self, process_id: str, *, stdio: Stdio | None = None) -> RemoteProcess:
-        """A handle on an existing exec'd process; ``NotFound`` when there is none.
-
-        With piped or terminal ``stdio`` the handle re-opens the process's FIFOs.
-        """
-        exec_id = _validate_id(process_id, "exec id")
-        process = RemoteProcess(self._client, self._container_id, exec_id)
-        info = process._get()
-        process._pid = info.pid
-        if stdio is not None:
-            process._stdio = self._client._track(
-                attach_stdio(
-                    stdio,
-                    stdin=info.stdin,
-                    stdout=info.stdout,
-                    stderr=info.stderr,
-                    terminal=info.terminal,
-                    on_stdin_close=process._close_io,
-                    is_running=process._is_running,
-                )
-            )
-        return process
-
-    def pids(self) -> list[ProcessInfo]:
-        """The host pids of every process in the container."""
-        response = self._t.call(
-            self._t.tasks.ListPids,
-            tasks_pb2.ListPidsRequest(container_id=self._container_id),
-            idempotent=True,
-        )
-        result = []
-        for item in response.processes:
-            info: dict[str, Any] | None = None
-            if item.HasField("info"):
-                details = oci_pb2.ProcessDetails()
-                if item.info.Unpack(details) or item.info.type_url.endswith("ProcessDetails"):
-                    details.ParseFromString(item.info.value)
-                    info = {"exec_id": details.exec_id}
-            result.append(ProcessInfo(item.pid, info))
-        return result
-
-    def summary(self) -> Mapping[str, Any]:
-        """The task as containerd reports it: id, pid, status, stdio paths, exit details."""
-        process = self._get()
-        return {
-            "id": process.id or self._container_id,
-            "container_id": process.container_id,
-            "pid": process.pid,
-            "status": Status.from_proto(process.status).value,
-            "stdin": process.stdin,
-            "stdout": process.stdout,
-            "stderr": process.stderr,
-            "terminal": process.terminal,
-            "exit_status": process.exit_status,
-            "exited_at": (
-                _convert.to_datetime(process.exited_at) if process.HasField("exited_at") else None
-            ),
-        }
-
-    def stats(self) -> Stats:
-        """Resource usage from the container's cgroup (containerd's Metrics)."""
-        response = self._t.call(
-            self._t.tasks.Metrics,
-            tasks_pb2.MetricsRequest(filters=[f"id=={self._container_id}"]),
-            idempotent=True,
-        )
-        for metric in response.metrics:
-            if metric.id == self._container_id:
-                return _convert.metrics_to_stats(
-                    metric.data, _convert.to_datetime(metric.timestamp)
-                )
-        raise NotFound(f"no metrics for task {self._container_id!r}: it does not exist")
-
-    def update_resources(self, resources: Resources) -> None:
-        """Change the container's resource limits while it runs."""
-        if not isinstance(resources, Resources):
-            raise InvalidArgument(
-                f"resources must be a libcontainerd Resources, not {type(resources).__name__}"
-            )
-        self._t.call(
-            self._t.tasks.Update,
-            tasks_pb2.UpdateTaskRequest(
-                container_id=self._container_id,
-                resources=_convert.json_any(_convert.LINUX_RESOURCES_TYPE, resources.to_oci()),
-            ),
-        )
-
-    def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None:
-        """Checkpoint the task with CRIU into ``checkpoint_dir`` (an absolute directory)."""
-        path = Path(checkpoint_dir)
-        if not path.is_absolute():
-            raise InvalidArgument(f"checkpoint_dir {str(path)!r} must be an absolute path")
-        options = oci_pb2.CheckpointOptions(exit=exit, image_path=str(path))
-        packed = any_pb2.Any(
-            type_url="containerd.runc.v1.CheckpointOptions", value=options.SerializeToString()
-        )
-        path.mkdir(parents=True, exist_ok=True)
-        self._t.call(
-            self._t.tasks.Checkpoint,
-            tasks_pb2.CheckpointTaskRequest(container_id=self._container_id, options=packed),
-            timeout=NO_TIMEOUT,
-        )
-
-    def delete(self) -> ExitStatus:
-        """Delete the stopped task and its stdio; ``FailedPrecondition`` while it runs."""
-        self._check_deletable()
-        response = self._t.call(
-            self._t.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=self._container_id)
-        )
-        self._release_stdio()
-        return _exit_status(
-            response.exit_status, response.exited_at, response.HasField("exited_at")
-        )
-
-    def force_delete(self) -> ExitStatus:
-        """Kill every process of the task, wait for the init process, then delete it."""
-        with contextlib.suppress(NotFound, FailedPrecondition):
-            self.kill(_signal.SIGKILL, all=True)
-        with contextlib.suppress(NotFound, DeadlineExceeded):
-            self.wait(timeout=_FORCE_DELETE_WAIT)
-        return self.delete()
-
-
-class RemoteContainer:
-    """A container record in containerd.
-
-    The handle keeps the last record it read or created: ``new_task`` and ``delete`` use
-    it instead of asking containerd again (snapshotter and snapshot key never change;
-    the spec is the one this handle last saw). ``info``, ``spec`` and ``labels`` always
-    read the record afresh.
-    """
-
-    def __init__(
-        self,
-        client: RemoteClient,
-        container_id: str,
-        record: containers_pb2.Container | None = None,
-    ) -> None:
-        self._client = client
-        self._id = container_id
-        self._known = record
-
-    @property
-    def id(self) -> str:
-        """The container id."""
-        return self._id
-
-    @property
-    def _t(self) -> Transport:
-        return self._client.transport
-
-    def _record(self) -> containers_pb2.Container:
-        response = self._t.call(
-            self._t.containers.Get,
-            containers_pb2.GetContainerRequest(id=self._id),
-            idempotent=True,
-        )
-        self._known = response.container
-        return response.container
-
-    def _last_record(self) -> containers_pb2.Container:
-        return self._known if self._known is not None else self._record()
-
-    def info(self) -> ContainerInfo:
-        """The container's stored record, freshly read."""
-        return _convert.container_info(self._record())
-
-    def spec(self) -> dict[str, Any]:
-        """The container's OCI runtime spec."""
-        return dict(self.info().spec)
-
-    def labels(self) -> dict[str, str]:
-        """The container's labels."""
-        return dict(self._record().labels)
-
-    def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
-        """Merge ``labels`` into the container's labels (an empty value removes one)."""
-        if not isinstance(labels, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise InvalidArgument("labels must map non-empty str keys to str values")
-        if not labels:
-            return self.labels()
-        record = containers_pb2.Container(id=self._id, labels=dict(labels))
-        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
-        response = self._t.call(
-            self._t.containers.Update,
-            containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
-        )
-        return dict(response.container.labels)
-
-    def new_task(
-        self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
-    ) -> RemoteTask:
-        """Create the container's task (created, not started). ``stdio`` defaults to NullIO.
-
-        With ``checkpoint_dir`` (a directory ``create_checkpoint`` wrote) the task is
-        restored from it by CRIU through the runc shim.
-        """
-        record = self._last_record()
-        task_options = _restore_options(record.runtime.name, checkpoint_dir)
-        spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
-        process = (spec.get("process") if isinstance(spec, dict) else None) or {}
-        _check_terminal(process, stdio, "container's")
-        from ._images import container_rootfs
-
-        rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
-        process_stdio = self._client._prepare(stdio, self._id, "")
-        try:
-            response = self._t.call(
-                self._t.tasks.Create,
-                tasks_pb2.CreateTaskRequest(
-                    container_id=self._id,
-                    rootfs=rootfs,
-                    stdin=process_stdio.stdin,
-                    stdout=process_stdio.stdout,
-                    stderr=process_stdio.stderr,
-                    terminal=process_stdio.terminal,
-                    options=task_options,
-                ),
-                timeout=NO_TIMEOUT if task_options is not None else None,
-            )
-        except BaseException:
-            self._client._forget(process_stdio)
-            process_stdio.close()
-            raise
-        return RemoteTask(self._client, self._id, pid=response.pid, stdio=process_stdio)
-
-    def _task_process(self) -> task_pb2.Process:
-        response = self._t.call(
-            self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
-        )
-        return response.process
-
-    def task(self) -> RemoteTask:
-        """The container's existing task; ``NotFound`` when it has none."""
-        process = self._task_process()
-        return RemoteTask(self._client, self._id, pid=process.pid)
-
-    def attach_task(self, *, stdio: Stdio | None = None) -> RemoteTask:
-        """Re-open the existing task's FIFOs (after the caller restarted)."""
-        process = self._task_process()
-        task = RemoteTask(self._client, self._id, pid=process.pid)
-        task._stdio = self._client._track(
-            attach_stdio(
-                stdio,
-                stdin=process.stdin,
-                stdout=process.stdout,
-                stderr=process.stderr,
-                terminal=process.terminal,
-                on_stdin_close=task._close_io,
-                is_running=task._is_running,
-            )
-        )
-        return task
-
-    def delete(self, *, cleanup_snapshot: bool = True) -> None:
-        """Delete the container; ``FailedPrecondition`` while its task exists."""
-        try:
-            self._task_process()
-        except NotFound:
-            pass
-        else:
-            raise FailedPrecondition(
-                f"container {self._id!r} still has a task; delete the task first "
-                "(task.delete() or task.force_delete())"
-            )
-        record = self._last_record()
-        self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
-        self._known = None
-        if cleanup_snapshot and record.snapshot_key and record.snapshotter:
-            self._client._remove_snapshot(record.snapshotter, record.snapshot_key)
-
-    def __repr__(self) -> str:
-        return f"<RemoteContainer {self._id}>"
-
-
-def _restore_options(runtime: str, checkpoint_dir: Path | None) -> any_pb2.Any | None:
-    """Task options that make the runc shim restore from ``checkpoint_dir`` (None: no restore)."""
-    if checkpoint_dir is None:
-        return None
-    path = restore_dir(checkpoint_dir)
-    if not runtime.startswith("io.containerd.runc."):
-        raise Unimplemented(
-            f"restoring from a checkpoint directory needs a runc shim runtime, not {runtime!r}"
-        )
-    options = oci_pb2.Options(criu_image_path=str(path))
-    return any_pb2.Any(type_url=RUNC_OPTIONS_TYPE, value=options.SerializeToString())
 
 
 def _check_registry_options(options: Mapping[str, Any]) -> None:
     """Build (and drop) one registry client so bad values fail at ``new_client``."""
-    from ..distribution import RegistryClient
+    from libcontainerd.distribution import RegistryClient
 
     try:
         RegistryClient(**options).close()
@@ -680,16 +68,26 @@ class RemoteClient:
         # Values first, before a channel exists; Transport reports wrong types and keys.
         if isinstance(registry, Mapping) and registry and set(registry) <= REGISTRY_OPTION_KEYS:
             _check_registry_options(registry)
-        self.transport = Transport(
-            config.address,
-            config.namespace,
-            timeout=config.timeout,
-            options=config.options,
-        )
+        self.supervisor: Supervisor | None = None
+        """The private containerd this client started (``managed=``), else None."""
+        address = config.address
+        managed = config.options.get("managed")
+        if managed:
+            self.supervisor = start_managed(config.root, config.state, address, managed)
+            address = self.supervisor.address
+        try:
+            self.transport = Transport(
+                address,
+                config.namespace,
+                timeout=config.timeout,
+                options=config.options,
+            )
+        except BaseException:
+            if self.supervisor is not None:
+                self.supervisor.stop()
+            raise
         self._registry_options: dict[str, Any] = dict(registry or {})
-        self._lock = threading.Lock()
-        self._stdios: set[ProcessStdio] = set()
-        self._closed = False
+        self._session = Session(self.transport)
         self.namespaces = Namespaces(self.transport)
         """Create, list, label and delete containerd namespaces."""
         self.introspection = Introspection(self.transport)
@@ -718,52 +116,9 @@ class RemoteClient:
     @property
     def images(self) -> RemoteImages:
         """The image service: pull, push, list, get, remove, import and export images."""
-        from ._images import RemoteImages
+        from libcontainerd.remote._images import RemoteImages
 
         return RemoteImages(self.transport, registry_options=self._registry_options)
-
-    # -- stdio bookkeeping ----------------------------------------------------------------
-
-    def _track(self, stdio: ProcessStdio) -> ProcessStdio:
-        with self._lock:
-            self._stdios.add(stdio)
-        return stdio
-
-    def _forget(self, stdio: ProcessStdio) -> None:
-        with self._lock:
-            self._stdios.discard(stdio)
-
-    def _prepare(self, stdio: Stdio | None, container_id: str, exec_id: str) -> ProcessStdio:
-        holder: dict[str, RemoteProcess] = {}
-
-        def close_io() -> None:
-            process = holder.get("process")
-            if process is not None:
-                process._close_io()
-
-        def is_running() -> bool:
-            process = holder.get("process")
-            return process is None or process._is_running()
-
-        prepared = prepare_stdio(
-            stdio,
-            namespace=self.namespace,
-            container_id=container_id,
-            exec_id=exec_id,
-            on_stdin_close=close_io,
-            is_running=is_running,
-        )
-        holder["process"] = RemoteProcess(self, container_id, exec_id)
-        return self._track(prepared)
-
-    def _remove_snapshot(self, snapshotter: str, key: str) -> None:
-        from ._pb.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-
-        stub = snapshots_pb2_grpc.SnapshotsStub(self.transport.channel)
-        with contextlib.suppress(NotFound):
-            self.transport.call(
-                stub.Remove, snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key)
-            )
 
     # -- operations -----------------------------------------------------------------------
 
@@ -773,10 +128,21 @@ class RemoteClient:
             raise InvalidArgument(f"timeout {timeout!r} must be a positive number of seconds")
         return check_health(self.transport.channel, timeout) is HealthStatus.SERVING
 
-    def version(self) -> Version:
+    def wait_ready(self, timeout: float) -> None:
+        """Block until containerd answers; ``Unavailable`` when it has not within ``timeout`` s.
+
+        Calls fail fast while containerd is unreachable; use this (or ``wait_ready=`` on
+        the client or a call) where a program should wait for containerd to come up.
+        """
+        self.transport.wait_ready(timeout)
+
+    def version(self, *, wait_ready: float | None = None) -> Version:
         """containerd's version and revision."""
         response = self.transport.call(
-            self.transport.version.Version, empty_pb2.Empty(), idempotent=True
+            self.transport.version.Version,
+            empty_pb2.Empty(),
+            idempotent=True,
+            wait_ready=wait_ready,
         )
         return Version(
             version=response.version,
@@ -797,7 +163,7 @@ class RemoteClient:
         extensions: Mapping[str, Any] | None = None,
     ) -> RemoteContainer:
         """Create a container record from ``spec`` (its ``root.path`` names the rootfs)."""
-        container_id = _validate_id(container_id, "container id")
+        container_id = validate_id(container_id, "container id")
         if spec is None and image is None:
             raise InvalidArgument(
                 "new_container needs a spec (build one with libcontainerd.oci.generate_spec)"
@@ -810,7 +176,7 @@ class RemoteClient:
             raise InvalidArgument("labels must map non-empty str keys to str values")
         prepared = None
         if image is not None:
-            from ._images import prepare_image_rootfs
+            from libcontainerd.remote._images import prepare_image_rootfs
 
             prepared = prepare_image_rootfs(self.transport, container_id, image, spec)
             spec = prepared.spec
@@ -840,15 +206,19 @@ class RemoteClient:
             raise
         if prepared is not None:
             prepared.release()
-        return RemoteContainer(self, container_id, created.container)
+        return RemoteContainer(self._session, container_id, created.container)
 
-    def load_container(self, container_id: str) -> RemoteContainer:
+    def load_container(
+        self, container_id: str, *, wait_ready: float | None = None
+    ) -> RemoteContainer:
         """A handle on an existing container; ``NotFound`` when absent."""
-        container = RemoteContainer(self, _validate_id(container_id, "container id"))
-        container._record()
+        container = RemoteContainer(self._session, validate_id(container_id, "container id"))
+        container.refresh(wait_ready=wait_ready)
         return container
 
-    def containers(self, filters: Sequence[str] = ()) -> list[Container]:
+    def containers(
+        self, filters: Sequence[str] = (), *, wait_ready: float | None = None
+    ) -> list[Container]:
         """Every container in the namespace, optionally filtered (containerd filter syntax)."""
         if isinstance(filters, str):
             filters = [filters]
@@ -856,8 +226,9 @@ class RemoteClient:
             self.transport.containers.List,
             containers_pb2.ListContainersRequest(filters=list(filters)),
             idempotent=True,
+            wait_ready=wait_ready,
         )
-        return [RemoteContainer(self, record.id, record) for record in response.containers]
+        return [RemoteContainer(self._session, record.id, record) for record in response.containers]
 
     def events(self, filters: Sequence[str] = ()) -> RemoteEventStream:
         """Subscribe to this namespace's events from now on."""
@@ -868,16 +239,13 @@ class RemoteClient:
 
         FIFOs of processes that still exist stay on disk so ``attach_task`` can find them.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            stdios, self._stdios = list(self._stdios), set()
+        if not self._session.close():
+            return
         if self._subscription is not None:
             self._subscription.close()
-        for stdio in stdios:
-            stdio.close(remove=False)
         self.transport.close()
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def __enter__(self) -> RemoteClient:
         return self

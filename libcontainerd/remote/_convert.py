@@ -10,13 +10,13 @@ from typing import Any
 from google.protobuf import any_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 
-from ..errors import InvalidArgument
-from ..types.container import ContainerInfo, RuntimeInfo
-from ..types.stats import Stats
-from ._pb.containerd.runc.v1 import oci_pb2
-from ._pb.containerd.services.containers.v1 import containers_pb2
-from ._pb.io.containerd.cgroups.v1 import metrics_pb2 as cgroups_v1
-from ._pb.io.containerd.cgroups.v2 import metrics_pb2 as cgroups_v2
+from libcontainerd.errors import InvalidArgument
+from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
+from libcontainerd.remote._pb.containerd.services.containers.v1 import containers_pb2
+from libcontainerd.remote._pb.io.containerd.cgroups.v1 import metrics_pb2 as cgroups_v1
+from libcontainerd.remote._pb.io.containerd.cgroups.v2 import metrics_pb2 as cgroups_v2
+from libcontainerd.types.container import ContainerInfo, RuntimeInfo
+from libcontainerd.types.stats import Stats
 
 __all__ = [
     "EXTENSION_JSON_TYPE",

@@ -18,10 +18,10 @@ from typing import Any
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 
-from ..errors import Unavailable
-from ..types.events import Event, EventType
-from ._convert import to_datetime
-from ._pb.containerd.events import (  # noqa: F401  (imported to register the messages)
+from libcontainerd.errors import Error
+from libcontainerd.filters import matches_filters
+from libcontainerd.remote._convert import to_datetime
+from libcontainerd.remote._pb.containerd.events import (  # noqa: F401  (imported to register the messages)
     container_pb2,
     content_pb2,
     image_pb2,
@@ -29,8 +29,10 @@ from ._pb.containerd.events import (  # noqa: F401  (imported to register the me
     snapshot_pb2,
     task_pb2,
 )
-from ._pb.containerd.services.events.v1 import events_pb2
-from ._transport import Backoff, ResponseStream, Transport
+from libcontainerd.remote._pb.containerd.services.events.v1 import events_pb2
+from libcontainerd.remote._reconcile import ExitLedger, event_lookup
+from libcontainerd.remote._transport import Backoff, ResponseStream, Transport
+from libcontainerd.types.events import Event, EventType
 
 __all__ = [
     "CallbackSubscription",
@@ -41,6 +43,11 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+_RECONNECT_PROBE = 1.0
+"""Seconds one wait for containerd lasts before the backoff pause."""
+_SETTLE = 0.5
+"""Pause between the two reconcile passes after a resubscription."""
 
 
 def decode_any(value: any_pb2.Any) -> Message | None:
@@ -125,32 +132,47 @@ def decode_envelope(envelope: events_pb2.Envelope) -> Event:
 class RemoteEventStream:
     """A blocking iterator over containerd events; ``close()`` unsubscribes from any thread.
 
-    When containerd becomes unreachable (it restarted) the stream subscribes again, for up
-    to :data:`~libcontainerd.remote._transport.RECONNECT_WINDOW` seconds, and carries on;
-    events published while it was down are lost (containerd keeps no backlog).
+    The subscription never ends by itself while it is open: when containerd becomes
+    unreachable (it restarted) the stream logs that it is reconnecting and subscribes
+    again with capped backoff for as long as it takes. After each resubscription it
+    asks containerd for the state of the namespace's tasks and delivers, exactly once
+    and marked ``reconstructed``, the exits (and deletes) published while it was away;
+    a shim's late re-send of an exit already delivered is dropped. Events arrive through
+    a reader thread owned by the stream, so :meth:`poll` can wait with a timeout.
     """
 
     def __init__(
         self,
-        stream: ResponseStream[events_pb2.Envelope],
-        resubscribe: Callable[[], ResponseStream[events_pb2.Envelope]] | None = None,
+        transport: Transport,
+        request: events_pb2.SubscribeRequest,
+        filters: Sequence[str],
+        *,
+        reconcile: bool = True,
     ) -> None:
-        self._stream = stream
-        self._resubscribe = resubscribe
+        self._transport = transport
+        self._request = request
+        self._filters = list(filters)
+        matches_filters(self._filters, lambda _key: None)  # refuse a bad filter now
+        self._ledger = (
+            ExitLedger(transport.namespace, _dt.datetime.now(_dt.timezone.utc))
+            if reconcile
+            else None
+        )
         self._closed = threading.Event()
         self._finished = False
         self._lock = threading.Lock()
-        # Started by the first poll(): a gRPC stream cannot wait with a timeout, so a
-        # reader thread owned by the stream feeds a queue that poll() can wait on.
-        self._reader: threading.Thread | None = None
-        self._queue: queue.SimpleQueue[Event | BaseException | None] = queue.SimpleQueue()
+        self._stream: ResponseStream[events_pb2.Envelope] | None = None
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._open()  # subscribe now: events from this moment on are delivered
+        self._reader = threading.Thread(
+            target=self._pump, name="libcontainerd-remote-events", daemon=True
+        )
+        self._reader.start()
 
     def __iter__(self) -> Iterator[Event]:
         return self
 
     def __next__(self) -> Event:
-        if self._reader is None:
-            return self._read()
         event = self.poll(None)
         if event is None:
             raise StopIteration
@@ -158,68 +180,104 @@ class RemoteEventStream:
 
     @property
     def closed(self) -> bool:
-        """Whether the stream was closed or has ended."""
+        """Whether the stream was closed."""
         return self._closed.is_set() or self._finished
 
     def poll(self, timeout: float | None) -> Event | None:
-        """The next event, or ``None`` when none came within ``timeout`` or the stream ended."""
-        with self._lock:
-            if self._reader is None and not self._closed.is_set():
-                self._reader = threading.Thread(
-                    target=self._pump, name="libcontainerd-remote-events", daemon=True
-                )
-                self._reader.start()
+        """The next event, or ``None`` when none came within ``timeout`` or it was closed."""
         if self._finished or self._closed.is_set():
             return None
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        if self._closed.is_set():
-            return None  # events still queued at close() are dropped, as iteration ends
-        if item is None or isinstance(item, BaseException):
+        if item is None or self._closed.is_set():
             self._finished = True
-            if isinstance(item, BaseException):
-                raise item
-            return None
+            return None  # events still queued at close() are dropped, as iteration ends
         return item
 
-    def _pump(self) -> None:
+    def _open(self) -> ResponseStream[events_pb2.Envelope] | None:
         try:
-            while True:
-                self._queue.put(self._read())
-        except StopIteration:
-            self._queue.put(None)
-        except BaseException as error:  # handed to the reader, who raises it
-            self._queue.put(None if self._closed.is_set() else error)
-
-    def _read(self) -> Event:
-        backoff: Backoff | None = None
-        while True:
-            if self._closed.is_set():
-                raise StopIteration
-            try:
-                envelope = next(self._stream)
-            except Unavailable:
-                if self._resubscribe is None:
-                    raise
-                backoff = backoff or Backoff()
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise
-                _log.debug("event stream lost; subscribing again in %.2f s", delay)
-                if self._closed.wait(delay):
-                    raise StopIteration from None
-                self._swap(self._resubscribe())
-                continue
-            return decode_envelope(envelope)
-
-    def _swap(self, stream: ResponseStream[events_pb2.Envelope]) -> None:
+            stream = self._transport.stream(self._transport.events.Subscribe, self._request)
+        except Error:
+            return None
         with self._lock:
-            if not self._closed.is_set():
-                self._stream = stream
-                return
-        stream.cancel()
+            if self._closed.is_set():
+                stream.cancel()
+                return None
+            self._stream = stream
+        return stream
+
+    def _deliver(self, event: Event) -> None:
+        if self._ledger is None or self._ledger.admit(event):
+            self._queue.put(event)
+
+    def _reconcile(self) -> int:
+        """Deliver the exits containerd recorded while this stream could not listen."""
+        if self._ledger is None:
+            return 0
+        events = self._ledger.reconcile(self._transport)
+        delivered = 0
+        for event in events:
+            if matches_filters(self._filters, event_lookup(event)):
+                self._queue.put(event)
+                delivered += 1
+        return delivered
+
+    def _read_until_lost(self, stream: ResponseStream[events_pb2.Envelope]) -> str:
+        """Deliver the stream's events; the reason it ended (empty when closed)."""
+        try:
+            for envelope in stream:
+                self._deliver(decode_envelope(envelope))
+        except Error as error:
+            return "" if self._closed.is_set() else str(error)
+        return "" if self._closed.is_set() else "containerd ended the subscription"
+
+    def _resubscribe(self, backoff: Backoff) -> ResponseStream[events_pb2.Envelope] | None:
+        """Wait for containerd, subscribe again and reconcile; None once closed."""
+        while not self._closed.is_set():
+            if self._transport.connected(_RECONNECT_PROBE):
+                stream = self._open()
+                if stream is not None:
+                    try:
+                        # Reconcile twice: a subscription takes a moment to be in place
+                        # on the daemon, and an exit in that moment reaches neither the
+                        # stream nor the first pass. The ledger drops repeats.
+                        found = self._reconcile()
+                        if self._closed.wait(_SETTLE):
+                            return None
+                        found += self._reconcile()
+                    except Error as error:
+                        _log.info("reconciling after resubscribing failed: %s", error)
+                        stream.cancel()
+                    else:
+                        _log.warning(
+                            "event subscription to %s restored; %d event(s) reconstructed",
+                            self._transport.address,
+                            found,
+                        )
+                        return stream
+            if self._closed.wait(backoff.next_delay()):
+                return None
+        return None
+
+    def _pump(self) -> None:
+        backoff = Backoff()
+        stream = self._stream
+        try:
+            while not self._closed.is_set():
+                reason = "not subscribed" if stream is None else self._read_until_lost(stream)
+                if self._closed.is_set():
+                    break
+                _log.warning(
+                    "event subscription to %s lost (%s); reconnecting",
+                    self._transport.address,
+                    reason,
+                )
+                stream = self._resubscribe(backoff)
+                backoff.reset()
+        finally:
+            self._queue.put(None)
 
     def close(self) -> None:
         """Stop the subscription; iteration ends."""
@@ -228,8 +286,11 @@ class RemoteEventStream:
                 return
             self._closed.set()
             stream = self._stream
-        stream.cancel()
+        if stream is not None:
+            stream.cancel()
         self._queue.put(None)  # wakes a poll() waiting on the queue
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=5)
 
     def __enter__(self) -> RemoteEventStream:
         return self
@@ -248,7 +309,8 @@ def subscribe(
 ) -> RemoteEventStream:
     """Subscribe to events matching ``filters`` (containerd filter syntax).
 
-    Events of the client's namespace only, unless ``all_namespaces``.
+    Events of the client's namespace only, unless ``all_namespaces`` (exits are then
+    not reconstructed after a reconnect: that needs one namespace's task list).
     """
     if isinstance(filters, str):
         filters = [filters]
@@ -257,15 +319,14 @@ def subscribe(
         scope = f'namespace=="{transport.namespace}"'
         wanted = [f"{scope},{f}" for f in wanted] if wanted else [scope]
     request = events_pb2.SubscribeRequest(filters=wanted)
-
-    def open_stream() -> ResponseStream[events_pb2.Envelope]:
-        return transport.stream(transport.events.Subscribe, request)
-
-    return RemoteEventStream(open_stream(), open_stream)
+    return RemoteEventStream(transport, request, filters, reconcile=not all_namespaces)
 
 
 class CallbackSubscription:
-    """Delivers every event of the namespace to a callback from a background thread."""
+    """Delivers every event of the namespace to a callback from a background thread.
+
+    It lasts until :meth:`close`, across containerd restarts (see :class:`RemoteEventStream`).
+    """
 
     def __init__(self, transport: Transport, callback: Callable[[Event], None]) -> None:
         self._stream = subscribe(transport, ())
@@ -274,14 +335,11 @@ class CallbackSubscription:
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            for event in self._stream:
-                try:
-                    self._callback(event)
-                except Exception:  # a failing callback must not end the subscription
-                    _log.exception("on_event callback failed for %s", event.topic)
-        except Exception:
-            _log.exception("event subscription ended with an error")
+        for event in self._stream:
+            try:
+                self._callback(event)
+            except Exception:  # a failing callback must not end the subscription
+                _log.exception("on_event callback failed for %s", event.topic)
 
     def close(self) -> None:
         """Stop the subscription and join the thread."""

@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 import attrs
 from google.protobuf import empty_pb2, field_mask_pb2
 
-from ..errors import InvalidArgument, NotFound
-from ..types.identifiers import frozen_str_mapping, validate_identifier
-from ._convert import to_datetime
-from ._pb.containerd.services.introspection.v1 import introspection_pb2
-from ._pb.containerd.services.leases.v1 import leases_pb2
-from ._pb.containerd.services.namespaces.v1 import namespace_pb2
-from ._transport import Transport
+from libcontainerd.errors import InvalidArgument, NotFound
+from libcontainerd.remote._convert import to_datetime
+from libcontainerd.remote._pb.containerd.services.introspection.v1 import introspection_pb2
+from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2
+from libcontainerd.remote._pb.containerd.services.namespaces.v1 import namespace_pb2
+from libcontainerd.remote._transport import Transport
+from libcontainerd.types.identifiers import frozen_str_mapping, validate_identifier
 
 __all__ = ["Introspection", "Lease", "Leases", "NamespaceInfo", "Namespaces", "Plugin"]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as _dt
+import functools
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,14 @@ from libcontainerd.content.archive_export import (
     write_oci_archive,
 )
 from libcontainerd.distribution import RegistryClient
-from libcontainerd.errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, NotFound
+from libcontainerd.errors import (
+    AlreadyExists,
+    Error,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from libcontainerd.remote._content import RemoteContentStore, leased_call
 from libcontainerd.remote._convert import to_datetime
 from libcontainerd.remote._manifests import ImageManifest, PlatformReader, read_manifests
@@ -139,11 +147,17 @@ class RemoteImages:
         finally:
             # After a failure, wait for garbage collection so the partial content is gone
             # when the error reaches the caller; after success the image holds everything.
-            with contextlib.suppress(Error):
-                self.transport.call(
-                    self.transport.leases.Delete,
-                    leases_pb2.DeleteRequest(id=lease_id, sync=failed),
-                )
+            delete = functools.partial(
+                self.transport.call,
+                self.transport.leases.Delete,
+                leases_pb2.DeleteRequest(id=lease_id, sync=failed),
+            )
+            try:
+                delete()
+            except Unavailable:  # containerd went away mid-pull: delete it when it is back
+                self.transport.after_reconnect(delete)
+            except Error:
+                pass
 
     def content(self, lease_id: str | None = None) -> RemoteContentStore:
         """The content store of this namespace, optionally under a lease."""

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, cast
 
-from ..errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from ..types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
+from libcontainerd.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
 
 __all__ = ["FIFO_ROOT", "PipedStreams", "ProcessStdio", "fifo_dir", "prepare_stdio"]
 

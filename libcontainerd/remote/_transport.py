@@ -1,30 +1,39 @@
-"""The gRPC connection to containerd: channel, namespace metadata, deadlines, error mapping.
+"""The gRPC connection to containerd: channel, deadlines, fail-fast, error mapping.
 
 Every call the remote backend makes goes through :class:`Transport`, so this is the
 one place where a ``grpc.RpcError`` becomes a typed :mod:`libcontainerd.errors`
 exception (:func:`translate_rpc_error`), keeping containerd's own message.
+
+Calls fail fast: while containerd is unreachable a call raises ``Unavailable`` within
+about a second (:data:`RECONNECT_GRACE`), reads included. A caller who wants to wait for
+containerd says so with ``wait_ready=`` (seconds, per client or per call) or
+:meth:`Transport.wait_ready`. Only a ``Wait`` that was already waiting when containerd
+went away keeps waiting across the outage (``keep_waiting``).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import grpc
 
-from ..address import AddressKind, default_address, parse_address
-from ..errors import Error, InvalidArgument, Unavailable, Unimplemented, from_grpc_code
-from ._pb.containerd.services.containers.v1 import containers_pb2_grpc
-from ._pb.containerd.services.events.v1 import events_pb2_grpc
-from ._pb.containerd.services.introspection.v1 import introspection_pb2_grpc
-from ._pb.containerd.services.leases.v1 import leases_pb2_grpc
-from ._pb.containerd.services.namespaces.v1 import namespace_pb2_grpc
-from ._pb.containerd.services.tasks.v1 import tasks_pb2_grpc
-from ._pb.containerd.services.version.v1 import version_pb2_grpc
+from libcontainerd._health import HEALTH_CHECK_METHOD
+from libcontainerd.address import AddressKind, default_address, parse_address
+from libcontainerd.errors import (
+    DeadlineExceeded,
+    Error,
+    InvalidArgument,
+    Unavailable,
+    Unimplemented,
+    from_grpc_code,
+)
+from libcontainerd.remote._services import NAMESPACE_HEADER, NamespaceInterceptor, Services
 
 __all__ = [
     "DEFAULT_UNARY_TIMEOUT",
@@ -32,7 +41,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "NAMESPACE_HEADER",
     "NO_TIMEOUT",
-    "RECONNECT_WINDOW",
+    "RECONNECT_GRACE",
     "REGISTRY_OPTION_KEYS",
     "TLS_OPTIONS",
     "Backoff",
@@ -42,14 +51,17 @@ __all__ = [
     "translate_rpc_error",
 ]
 
-NAMESPACE_HEADER = "containerd-namespace"
-"""The gRPC metadata key containerd reads the namespace of a call from."""
+_log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Send and receive limit for one message (containerd's own client uses the same)."""
 
 DEFAULT_UNARY_TIMEOUT = 30.0
 """Deadline of a unary call when the client was given no ``timeout``."""
+
+RECONNECT_GRACE = 0.75
+"""How long a call that found the connection broken waits for one reconnect attempt
+before ``Unavailable`` reaches the caller (when the caller did not ask to wait)."""
 
 TLS_OPTIONS = frozenset({"tls_ca", "tls_cert", "tls_key"})
 """Backend options that secure the gRPC connection (``tcp://`` addresses only)."""
@@ -69,16 +81,17 @@ REGISTRY_OPTION_KEYS = frozenset(
 """Keys of the ``registry={...}`` backend option, handed to every
 :class:`~libcontainerd.distribution.RegistryClient` the image service creates."""
 
-KNOWN_OPTIONS = TLS_OPTIONS | {"registry"}
+KNOWN_OPTIONS = TLS_OPTIONS | {"registry", "wait_ready", "managed"}
 """Backend options the remote client understands: ``tls_ca``, ``tls_cert``, ``tls_key``
-(paths or PEM bytes) and ``registry`` (a dict of :data:`REGISTRY_OPTION_KEYS`)."""
-
-RECONNECT_WINDOW = 20.0
-"""How long idempotent calls and event subscriptions keep retrying while containerd is
-unreachable (for instance while it restarts) before ``Unavailable`` reaches the caller."""
+(paths or PEM bytes), ``registry`` (a dict of :data:`REGISTRY_OPTION_KEYS`),
+``wait_ready`` (seconds each call waits for an unreachable containerd; default: fail fast)
+and ``managed`` (start and supervise a private containerd, see
+:mod:`libcontainerd.remote.supervisor`)."""
 
 _FIRST_RETRY_DELAY = 0.05
-_MAX_RETRY_DELAY = 1.0
+_MAX_RETRY_DELAY = 2.0
+# How long one readiness probe may block; a longer wait is made of several probes.
+_PROBE_SLICE = 1.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -162,22 +175,33 @@ def is_unavailable(error: grpc.RpcError) -> bool:
     return callable(code) and code() == grpc.StatusCode.UNAVAILABLE
 
 
-class Backoff:
-    """Bounded retry pacing: doubling delays until :data:`RECONNECT_WINDOW` is spent."""
+def _details(error: grpc.RpcError) -> str:
+    details = getattr(error, "details", None)
+    text = details() if callable(details) else None
+    return text if isinstance(text, str) else ""
 
-    def __init__(self, window: float = RECONNECT_WINDOW, *, until: float | None = None) -> None:
-        now = time.monotonic()
-        self._give_up = now + window if until is None else min(until, now + window)
+
+def _never_sent(error: grpc.RpcError) -> bool:
+    """Whether the call failed before reaching containerd (so repeating it is safe)."""
+    return is_unavailable(error) and "failed to connect" in _details(error)
+
+
+class Backoff:
+    """Capped exponential retry pacing: 50 ms doubling up to ``cap`` seconds, forever."""
+
+    def __init__(self, cap: float = _MAX_RETRY_DELAY) -> None:
+        self._cap = cap
         self._delay = _FIRST_RETRY_DELAY
 
-    def next_delay(self) -> float | None:
-        """Seconds to sleep before the next attempt, or ``None`` once the window is spent."""
-        left = self._give_up - time.monotonic()
-        if left <= 0:
-            return None
-        delay = min(self._delay, left)
-        self._delay = min(self._delay * 2, _MAX_RETRY_DELAY)
+    def next_delay(self) -> float:
+        """Seconds to sleep before the next attempt."""
+        delay = self._delay
+        self._delay = min(self._delay * 2, self._cap)
         return delay
+
+    def reset(self) -> None:
+        """Start again from the shortest delay (after a success)."""
+        self._delay = _FIRST_RETRY_DELAY
 
 
 class ResponseStream(Generic[Resp]):
@@ -205,8 +229,18 @@ class ResponseStream(Generic[Resp]):
         self._call.cancel()
 
 
+def _check_wait(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InvalidArgument(
+            f"wait_ready={value!r} must be a number of seconds >= 0 (or None: fail fast)"
+        )
+    return float(value)
+
+
 class Transport:
-    """One channel to containerd plus the service stubs, bound to a namespace."""
+    """One channel to containerd, the service stubs, bound to a namespace."""
 
     def __init__(
         self,
@@ -214,23 +248,34 @@ class Transport:
         namespace: str,
         *,
         timeout: float | None = None,
+        wait_ready: float | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        """Open (lazily; gRPC connects on first use) a channel to ``address``."""
+        """Open (lazily; gRPC connects on first use) a channel to ``address``.
+
+        ``wait_ready`` is how many seconds each call waits for an unreachable containerd
+        to come back before it raises ``Unavailable``; None (the default) fails fast.
+        """
         opts = dict(options or {})
         _check_options(opts)
         parsed = parse_address(address or default_address())
         self.address = str(parsed)
         self.namespace = namespace
         self.timeout = timeout if timeout is not None else DEFAULT_UNARY_TIMEOUT
+        self.wait_ready_default = _check_wait(
+            wait_ready if wait_ready is not None else opts.get("wait_ready")
+        )
         channel_options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             # gRPC's default reconnect backoff grows to two minutes; a restarted local
-            # daemon is back within seconds, so keep reconnect attempts frequent.
+            # daemon is back within seconds, and a call that finds the connection broken
+            # waits for one reconnect attempt: keep attempts well inside RECONNECT_GRACE.
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.max_reconnect_backoff_ms", 300),
+            # The SDK decides about retries itself (see call()).
+            ("grpc.enable_retries", 0),
         ]
         if parsed.kind is AddressKind.NPIPE:
             if sys.platform != "win32":
@@ -251,19 +296,77 @@ class Transport:
                 private_key=_read_option_file(opts, "tls_key"),
                 certificate_chain=_read_option_file(opts, "tls_cert"),
             )
-            self.channel = grpc.secure_channel(parsed.target, credentials, channel_options)
+            raw = grpc.secure_channel(parsed.target, credentials, channel_options)
         else:
-            self.channel = grpc.insecure_channel(parsed.target, channel_options)
-        self.tasks = tasks_pb2_grpc.TasksStub(self.channel)
-        self.containers = containers_pb2_grpc.ContainersStub(self.channel)
-        self.events = events_pb2_grpc.EventsStub(self.channel)
-        self.namespaces = namespace_pb2_grpc.NamespacesStub(self.channel)
-        self.version = version_pb2_grpc.VersionStub(self.channel)
-        self.introspection = introspection_pb2_grpc.IntrospectionStub(self.channel)
-        self.leases = leases_pb2_grpc.LeasesStub(self.channel)
+            raw = grpc.insecure_channel(parsed.target, channel_options)
+        self.channel: grpc.Channel = grpc.intercept_channel(raw, NamespaceInterceptor(namespace))
+        self.services = Services(self.channel)
+        """Every service stub, created once for this client."""
+        self.tasks = self.services.tasks
+        self.containers = self.services.containers
+        self.events = self.services.events
+        self.namespaces = self.services.namespaces
+        self.version = self.services.version
+        self.introspection = self.services.introspection
+        self.leases = self.services.leases
+        self._deferred: list[Callable[[], object]] = []
+        self._deferred_lock = threading.Lock()
+        self._probe = self.channel.unary_unary(
+            HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
+        )
+
+    def after_reconnect(self, cleanup: Callable[[], object]) -> None:
+        """Run ``cleanup`` once containerd answers again (after the next successful call).
+
+        For clean-ups that failed because containerd was away, such as deleting the
+        lease of a pull it interrupted; errors of ``cleanup`` are logged, not raised.
+        """
+        with self._deferred_lock:
+            self._deferred.append(cleanup)
+
+    def _run_deferred(self) -> None:
+        with self._deferred_lock:
+            pending, self._deferred = self._deferred, []
+        for cleanup in pending:
+            try:
+                cleanup()
+            except Error as error:
+                _log.info("clean-up after reconnecting failed: %s", error)
 
     def _metadata(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
-        return ((NAMESPACE_HEADER, self.namespace if namespace is None else namespace),)
+        # The interceptor adds the client's namespace; only another one travels here.
+        return () if namespace is None else ((NAMESPACE_HEADER, namespace),)
+
+    def connected(self, timeout: float) -> bool:
+        """Whether containerd answers within ``timeout`` seconds (waiting for it to come up).
+
+        Any answer counts, even an error status: a server that answers is reachable.
+        """
+        end = time.monotonic() + max(timeout, 0.0)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._probe(b"", timeout=min(left, _PROBE_SLICE), wait_for_ready=True)
+                return True
+            except grpc.RpcError as error:
+                code = error.code() if callable(getattr(error, "code", None)) else None
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    return code is not grpc.StatusCode.CANCELLED
+                if code is grpc.StatusCode.UNAVAILABLE:
+                    # Answered at once without a connection (channel shut down): pace it.
+                    time.sleep(min(0.05, max(left, 0.0)))
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until containerd answers, or raise ``Unavailable`` after ``timeout`` s."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidArgument(f"timeout {timeout!r} must be a number of seconds >= 0")
+        if not self.connected(timeout):
+            raise Unavailable(
+                f"containerd at {self.address} did not answer within {timeout} s: is it "
+                "running? Start it (or wait longer with wait_ready=<seconds>)"
+            )
 
     def call(
         self,
@@ -273,12 +376,16 @@ class Transport:
         timeout: float | _NoTimeout | None = None,
         namespace: str | None = None,
         idempotent: bool = False,
+        wait_ready: float | None = None,
+        keep_waiting: bool = False,
     ) -> Resp:
         """Run a unary call; ``timeout=None`` means the client's default deadline.
 
-        An ``idempotent`` call (a read, or ``Wait``) that finds containerd unreachable is
-        retried within the same deadline for up to :data:`RECONNECT_WINDOW` seconds, so
-        it survives a daemon restart.
+        When the connection is broken, a call that is safe to repeat (``idempotent``, or
+        one gRPC never sent) is tried once more after waiting up to ``wait_ready`` seconds
+        (default: the client's ``wait_ready``, else :data:`RECONNECT_GRACE`) for containerd
+        to answer; otherwise ``Unavailable`` is raised. ``keep_waiting`` (for ``Wait``
+        calls that were already waiting) waits for containerd as long as the deadline allows.
         """
         end: float | None
         if isinstance(timeout, _NoTimeout):
@@ -286,19 +393,44 @@ class Transport:
         else:
             end = time.monotonic() + (self.timeout if timeout is None else timeout)
         metadata = self._metadata(namespace)
-        backoff: Backoff | None = None
+        wait = _check_wait(wait_ready)
+        if wait is None:
+            wait = self.wait_ready_default
+        ready_for = RECONNECT_GRACE if wait is None else max(wait, RECONNECT_GRACE)
+        retried = False
+        logged = False
         while True:
-            remaining = None if end is None else max(end - time.monotonic(), 0.001)
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(f"containerd call did not finish in time ({self.address})")
             try:
-                return method(request, timeout=remaining, metadata=metadata)
+                response = method(
+                    request, timeout=remaining, metadata=metadata, wait_for_ready=retried
+                )
             except grpc.RpcError as error:
-                if not (idempotent and is_unavailable(error)):
+                if not is_unavailable(error) or is_locked_message(_details(error)):
                     raise translate_rpc_error(error, address=self.address) from None
-                backoff = backoff or Backoff(until=end)
-                delay = backoff.next_delay()
-                if delay is None:
+                if keep_waiting:
+                    if not logged:
+                        _log.warning(
+                            "containerd at %s unreachable; waiting for it to come back",
+                            self.address,
+                        )
+                        logged = True
+                    limit = _PROBE_SLICE if remaining is None else min(remaining, _PROBE_SLICE)
+                    self.connected(limit)
+                    retried = True
+                    continue
+                if retried or not (idempotent or _never_sent(error)):
                     raise translate_rpc_error(error, address=self.address) from None
-            time.sleep(delay)
+                budget = ready_for if remaining is None else min(ready_for, remaining)
+                if not self.connected(budget):
+                    raise translate_rpc_error(error, address=self.address) from None
+                retried = True
+                continue
+            if self._deferred:
+                self._run_deferred()
+            return response
 
     def stream(
         self,

@@ -129,7 +129,9 @@ class Event:
     ``digest`` for content events, ``checkpoint`` for checkpoint events,
     ``snapshotter`` for snapshot events. ``topic`` is the topic as received
     (it defaults to the kind's topic; it differs for :attr:`EventType.UNKNOWN`).
-    ``raw`` holds the decoded payload as the backend got it.
+    ``raw`` holds the decoded payload as the backend got it. ``reconstructed`` is
+    true for an event the client rebuilt from the daemon's state because the daemon
+    published it while the client could not listen (remote: containerd restarted).
     """
 
     type: EventType = attrs.field(converter=_event_type)
@@ -147,6 +149,7 @@ class Event:
     snapshotter: str = _text()
     digest: str = _text()
     checkpoint: str = _text()
+    reconstructed: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     raw: Mapping[str, Any] = attrs.field(
         factory=dict, converter=frozen_mapping, eq=False, hash=False, repr=False
     )

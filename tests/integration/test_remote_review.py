@@ -94,8 +94,11 @@ def _count_rpcs(client: RemoteClient) -> Counter[str]:
     original = client.transport.call
 
     def call(method: Any, request: Any, **kwargs: Any) -> Any:
+        # The gRPC method path ("/containerd.services.tasks.v1.Tasks/Get"): bytes on a
+        # plain channel's callable, str behind the namespace interceptor.
         name = getattr(method, "_method", b"?")
-        counts[name.decode().rsplit(".", 1)[-1] if isinstance(name, bytes) else str(name)] += 1
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        counts[text.rsplit(".", 1)[-1]] += 1
         return original(method, request, **kwargs)
 
     client.transport.call = call  # type: ignore[method-assign]

@@ -1,0 +1,194 @@
+"""Handles on containerd's container records."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import any_pb2, field_mask_pb2
+
+from libcontainerd._checkpoint import restore_dir
+from libcontainerd.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from libcontainerd.remote import _convert
+from libcontainerd.remote._convert import RUNC_OPTIONS_TYPE
+from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
+from libcontainerd.remote._pb.containerd.services.containers.v1 import containers_pb2
+from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_pb2
+from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
+from libcontainerd.remote._pb.containerd.v1.types import task_pb2
+from libcontainerd.remote._process import RemoteTask, Session, check_terminal
+from libcontainerd.remote._transport import NO_TIMEOUT, Transport
+from libcontainerd.types.container import ContainerInfo
+from libcontainerd.types.stdio import Stdio
+
+__all__ = ["RemoteContainer", "remove_snapshot"]
+
+
+def remove_snapshot(transport: Transport, snapshotter: str, key: str) -> None:
+    """Remove a container's snapshot; nothing when it is already gone."""
+    with contextlib.suppress(NotFound):
+        transport.call(
+            transport.services.snapshots.Remove,
+            snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
+        )
+
+
+class RemoteContainer:
+    """A container record in containerd.
+
+    The handle keeps the last record it read or created: ``new_task`` and ``delete`` use
+    it instead of asking containerd again (snapshotter and snapshot key never change;
+    the spec is the one this handle last saw). ``info``, ``spec`` and ``labels`` always
+    read the record afresh.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        container_id: str,
+        record: containers_pb2.Container | None = None,
+    ) -> None:
+        self._session = session
+        self._id = container_id
+        self._known = record
+
+    @property
+    def id(self) -> str:
+        """The container id."""
+        return self._id
+
+    @property
+    def _t(self) -> Transport:
+        return self._session.transport
+
+    def _record(self, wait_ready: float | None = None) -> containers_pb2.Container:
+        response = self._t.call(
+            self._t.containers.Get,
+            containers_pb2.GetContainerRequest(id=self._id),
+            idempotent=True,
+            wait_ready=wait_ready,
+        )
+        self._known = response.container
+        return response.container
+
+    def refresh(self, *, wait_ready: float | None = None) -> None:
+        """Read the record again; ``NotFound`` when the container is gone."""
+        self._record(wait_ready)
+
+    def _last_record(self) -> containers_pb2.Container:
+        return self._known if self._known is not None else self._record()
+
+    def info(self) -> ContainerInfo:
+        """The container's stored record, freshly read."""
+        return _convert.container_info(self._record())
+
+    def spec(self) -> dict[str, Any]:
+        """The container's OCI runtime spec."""
+        return dict(self.info().spec)
+
+    def labels(self) -> dict[str, str]:
+        """The container's labels."""
+        return dict(self._record().labels)
+
+    def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """Merge ``labels`` into the container's labels (an empty value removes one)."""
+        if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise InvalidArgument("labels must map non-empty str keys to str values")
+        if not labels:
+            return self.labels()
+        record = containers_pb2.Container(id=self._id, labels=dict(labels))
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
+        response = self._t.call(
+            self._t.containers.Update,
+            containers_pb2.UpdateContainerRequest(container=record, update_mask=mask),
+        )
+        return dict(response.container.labels)
+
+    def new_task(
+        self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
+    ) -> RemoteTask:
+        """Create the container's task (created, not started). ``stdio`` defaults to NullIO.
+
+        With ``checkpoint_dir`` (a directory ``create_checkpoint`` wrote) the task is
+        restored from it by CRIU through the runc shim.
+        """
+        record = self._last_record()
+        task_options = _restore_options(record.runtime.name, checkpoint_dir)
+        spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
+        process = (spec.get("process") if isinstance(spec, dict) else None) or {}
+        check_terminal(process, stdio, "container's")
+        from libcontainerd.remote._images import container_rootfs
+
+        rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
+        process_stdio = self._session.prepare(stdio, self._id, "")
+        try:
+            response = self._t.call(
+                self._t.tasks.Create,
+                tasks_pb2.CreateTaskRequest(
+                    container_id=self._id,
+                    rootfs=rootfs,
+                    stdin=process_stdio.stdin,
+                    stdout=process_stdio.stdout,
+                    stderr=process_stdio.stderr,
+                    terminal=process_stdio.terminal,
+                    options=task_options,
+                ),
+                timeout=NO_TIMEOUT if task_options is not None else None,
+            )
+        except BaseException:
+            self._session.forget(process_stdio)
+            process_stdio.close()
+            raise
+        return RemoteTask(self._session, self._id, pid=response.pid, stdio=process_stdio)
+
+    def _task_process(self) -> task_pb2.Process:
+        response = self._t.call(
+            self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
+        )
+        return response.process
+
+    def task(self) -> RemoteTask:
+        """The container's existing task; ``NotFound`` when it has none."""
+        process = self._task_process()
+        return RemoteTask(self._session, self._id, pid=process.pid)
+
+    def attach_task(self, *, stdio: Stdio | None = None) -> RemoteTask:
+        """Re-open the existing task's FIFOs (after the caller restarted)."""
+        return RemoteTask.attach(self._session, self._id, self._task_process(), stdio)
+
+    def delete(self, *, cleanup_snapshot: bool = True) -> None:
+        """Delete the container; ``FailedPrecondition`` while its task exists."""
+        try:
+            self._task_process()
+        except NotFound:
+            pass
+        else:
+            raise FailedPrecondition(
+                f"container {self._id!r} still has a task; delete the task first "
+                "(task.delete() or task.force_delete())"
+            )
+        record = self._last_record()
+        self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
+        self._known = None
+        if cleanup_snapshot and record.snapshot_key and record.snapshotter:
+            remove_snapshot(self._session.transport, record.snapshotter, record.snapshot_key)
+
+    def __repr__(self) -> str:
+        return f"<RemoteContainer {self._id}>"
+
+
+def _restore_options(runtime: str, checkpoint_dir: Path | None) -> any_pb2.Any | None:
+    """Task options that make the runc shim restore from ``checkpoint_dir`` (None: no restore)."""
+    if checkpoint_dir is None:
+        return None
+    path = restore_dir(checkpoint_dir)
+    if not runtime.startswith("io.containerd.runc."):
+        raise Unimplemented(
+            f"restoring from a checkpoint directory needs a runc shim runtime, not {runtime!r}"
+        )
+    options = oci_pb2.Options(criu_image_path=str(path))
+    return any_pb2.Any(type_url=RUNC_OPTIONS_TYPE, value=options.SerializeToString())
