@@ -104,7 +104,7 @@ debootstrap --unpack-tarball="$tarball" "$suite" "$root" "$mirror" >"$workdir/de
 # The host's apt configuration: sources (replacing debootstrap's), the keyrings they name,
 # Acquire settings (proxies, validity checks).
 rm -f "$root/etc/apt/sources.list" "$root"/etc/apt/sources.list.d/*
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
     [[ -f $f ]] && cp -a "$f" "$root$f"
 done
 for keyring in $(grep -hoE '(Signed-By:|signed-by=)[[:space:]]*/[^] ]+' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | sed -E 's/^[^/]*//'); do
