@@ -57,6 +57,7 @@ else
 endif
 
 fresh-check:
+	@scripts/ensure_debs.sh debootstrap
 	bash scripts/fresh_check.sh
 
 debs-demo:

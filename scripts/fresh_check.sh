@@ -195,7 +195,9 @@ while IFS= read -r cmd; do
         continue
     fi
     read -r _ status seconds <<<"$line"
-    tally=$(grep -aE '^=+ .*[0-9]+ (passed|failed|error)' "$root$logs/cmd$n.log" | tail -n 1 | tr -d '=' | sed -E 's/^ +| +$//g' || true)
+    # pytest's closing line(s), with or without -q's missing "=" frame.
+    tally=$(grep -aE '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$root$logs/cmd$n.log" |
+        tr -d '=' | sed -E 's/^ +| +$//g' | paste -sd ';' - || true)
     echo "  [$n] exit $status in ${seconds}s: $cmd${tally:+  ($tally)}"
     ((status == 0)) || failed=1
 done <"$root$logs/commands"
