@@ -1,6 +1,10 @@
-# Two entry points, both safe to run again and on a machine that has none of it (as root on Debian):
-#   make demo  - install what the quickstart needs, then run examples/quickstart.py
-#   make test  - install what the tests need, then ruff, mypy --strict and pytest
+# Entry points, all safe to run again (as root on Debian). A minimal Debian has no make: the
+# README's first command, `sh scripts/setup.sh`, installs it and then runs `make setup-test`.
+#   make demo        - install what the quickstart needs, then run examples/quickstart.py
+#   make test        - install what the tests need, then ruff, mypy --strict, pytest, and the
+#                      unit suite again under Debian's own python3 (when .venv uses another one)
+#   make fresh-check - the README's set-up commands in a new minimal Debian bookworm root
+# Debian packages are installed without starting or enabling their services (scripts/ensure_debs.sh).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,13 +17,25 @@ TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl ap
 	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
 	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
 PYTEST_ARGS ?=
+# Debian's own interpreter: the oldest 3.11 build the project promises to run on.
+SYSTEM_PYTHON ?= /usr/bin/python3
+SYSTEM_VENV ?= .venv-system
+SYSTEM_PYTEST_ARGS ?= tests/unit
+# "yes" when $(PYTHON) (the one .venv is made from) is another interpreter than $(SYSTEM_PYTHON).
+python_id = $(shell $(1) -c 'import sys; print(sys.base_prefix, sys.version)' 2>/dev/null)
+SYSTEM_DIFFERS = $(if $(filter-out $(call python_id,$(PYTHON)),$(call python_id,$(SYSTEM_PYTHON))),yes)
 
-.PHONY: demo test lint typecheck pytest debs-demo debs-test venv clean
+.PHONY: demo test setup-demo setup-test lint typecheck pytest pytest-system debs-demo debs-test \
+	venv venv-system fresh-check clean
 
 demo: debs-demo venv
 	$(PY) examples/quickstart.py
 
-test: debs-test venv lint typecheck pytest
+test: debs-test venv lint typecheck pytest pytest-system
+
+setup-demo: debs-demo venv
+
+setup-test: debs-test venv $(if $(SYSTEM_DIFFERS),venv-system)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -30,6 +46,19 @@ typecheck: venv
 
 pytest: venv
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The unit suite under $(SYSTEM_PYTHON) in its own venv; nothing to do when .venv already is
+# that interpreter (the main run covered it, as on a fresh Debian).
+pytest-system: venv $(if $(SYSTEM_DIFFERS),venv-system)
+ifeq ($(SYSTEM_DIFFERS),yes)
+	$(SYSTEM_VENV)/bin/python -m pytest -p no:cacheprovider $(SYSTEM_PYTEST_ARGS)
+else
+	@echo "pytest-system: .venv already runs $(SYSTEM_PYTHON); the main run covered it"
+endif
+
+fresh-check:
+	@scripts/ensure_debs.sh debootstrap
+	bash scripts/fresh_check.sh
 
 debs-demo:
 	@scripts/ensure_debs.sh $(DEMO_DEBS)
@@ -48,5 +77,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+venv-system: $(SYSTEM_VENV)/.installed
+
+$(SYSTEM_VENV)/.installed: pyproject.toml
+	@scripts/ensure_debs.sh python3 python3-venv
+	test -x $(SYSTEM_VENV)/bin/python || $(SYSTEM_PYTHON) -m venv $(SYSTEM_VENV)
+	$(SYSTEM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SYSTEM_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SYSTEM_VENV) build *.egg-info

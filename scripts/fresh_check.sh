@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# make fresh-check: the README's set-up commands, exactly as written, on a new minimal Debian
+# bookworm (what `debootstrap bookworm` installs), as root with the host's cgroups.
+#
+# It builds the root with debootstrap from the configured apt mirror (the downloaded packages are
+# kept as a tarball under $FRESH_CHECK_CACHE between runs), gives it the host's apt and pip
+# configuration (sources, keyrings, Acquire settings, pip.conf files, PIP_* and proxy variables,
+# the CA certificates they rely on), copies in the checkout's tracked files, and runs the commands
+# of the README's set-up block in order inside new mount and pid namespaces: the root bind-mounted
+# onto itself (so runc can pivot_root into containers), a new /proc, the host's /sys (with its
+# cgroups) and /dev, a tmpfs on /run. It reports each command's exit status and time, checks that
+# the set-up left no containerd / registry service enabled or running, and removes everything it
+# made. The mounts live only in the namespaces, so they go when its last process does.
+#
+# Environment: FRESH_CHECK_README (the README to read the commands from), FRESH_CHECK_MIRROR,
+# FRESH_CHECK_CACHE, FRESH_CHECK_REPEAT (run the last command this many times, default 1).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+suite=bookworm
+readme=${FRESH_CHECK_README:-$repo/README.md}
+cache=${FRESH_CHECK_CACHE:-/var/cache/libcontainerd-fresh}
+repeat=${FRESH_CHECK_REPEAT:-1}
+checkout=/root/libcontainerd
+logs=/var/log/fresh-check
+
+die() {
+    echo "fresh-check: $*" >&2
+    exit 2
+}
+
+[[ $(id -u) -eq 0 ]] || die "needs root (debootstrap, chroot and mounts)"
+command -v debootstrap >/dev/null || die "needs debootstrap: apt-get install debootstrap"
+command -v unshare >/dev/null || die "needs unshare (util-linux)"
+
+# The first URI that serves $suite, from deb822 .sources files, then one-line .list files.
+configured_mirror() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -f $f ]] || continue
+        awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
+            {
+                uri = ""; ok = 0; deb = 0
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
+                    if ($i ~ /^Suites:/ && (" " $i " ") ~ (" " suite " ")) ok = 1
+                    if ($i ~ /^Types:/ && (" " $i " ") ~ / deb /) deb = 1
+                }
+                if (ok && deb && uri != "") { print uri; exit }
+            }' "$f"
+    done
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        sed -E 's/\[[^]]*\]//' | awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2; exit }'
+    return 0
+}
+mirror=${FRESH_CHECK_MIRROR:-$(set +o pipefail; configured_mirror | head -n 1)}
+mirror=${mirror:-http://deb.debian.org/debian}
+
+# The commands: the first ```sh block after the README's set-up heading, comments dropped.
+mapfile -t commands < <(awk '
+    /^#+ .*[Ss]et-up/ { insection = 1; next }
+    insection && /^```/ { if (inblock) exit; inblock = 1; next }
+    inblock { sub(/[ \t]+#.*$/, ""); if ($0 !~ /^[ \t]*$/) print }' "$readme")
+((${#commands[@]} > 0)) || die "no set-up commands found in $readme (a \`\`\`sh block under a heading with 'Set-up')"
+
+workdir=$(mktemp -d /var/tmp/libcontainerd-fresh.XXXXXX)
+root=$workdir/root
+cleanup() {
+    local status=$?
+    # Mounts were made in a private mount namespace; if any is visible here, detach it before
+    # removing anything, and never remove through one.
+    if grep -qF " $root" /proc/self/mountinfo; then
+        awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
+            sort -r | xargs -r -n1 umount -l || true
+    fi
+    if grep -qF " $root" /proc/self/mountinfo; then
+        echo "fresh-check: mounts remain under $root; left it in place" >&2
+    else
+        rm -rf --one-file-system "$workdir"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stamp() { date +%s; }
+t0=$(stamp)
+
+arch=$(dpkg --print-architecture)
+tarball=$cache/$suite-$arch.tgz
+if [[ ! -s $tarball ]]; then
+    echo "fresh-check: downloading $suite's packages from $mirror into $tarball"
+    mkdir -p "$cache"
+    debootstrap --make-tarball="$tarball.part" "$suite" "$workdir/download" "$mirror" >"$workdir/debootstrap.log" 2>&1 ||
+        { tail -n 20 "$workdir/debootstrap.log" >&2; die "debootstrap --make-tarball failed"; }
+    mv "$tarball.part" "$tarball"
+    rm -rf "$workdir/download"
+fi
+echo "fresh-check: debootstrap $suite (default variant) into $root"
+debootstrap --unpack-tarball="$tarball" "$suite" "$root" "$mirror" >"$workdir/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$workdir/debootstrap.log" >&2; die "debootstrap failed"; }
+
+# The host's apt configuration: sources (replacing debootstrap's), the keyrings they name,
+# Acquire settings (proxies, validity checks).
+rm -f "$root/etc/apt/sources.list" "$root"/etc/apt/sources.list.d/*
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] && cp -a "$f" "$root$f"
+done
+for keyring in $(grep -hoE '(Signed-By:|signed-by=)[[:space:]]*/[^] ]+' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | sed -E 's/^[^/]*//'); do
+    [[ -f $keyring && ! -e $root$keyring ]] && install -D -m 0644 "$keyring" "$root$keyring"
+done
+for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
+    [[ -f $f ]] && grep -q 'Acquire' "$f" && cp -a "$f" "$root$f"
+done
+# The host's pip configuration and the CA certificates it (and apt over https) relies on.
+for f in /etc/pip.conf /root/.pip/pip.conf /root/.config/pip/pip.conf; do
+    [[ -f $f ]] && install -D -m 0644 "$f" "$root$f"
+done
+[[ -d /etc/xdg/pip ]] && mkdir -p "$root/etc/xdg" && cp -a /etc/xdg/pip "$root/etc/xdg/"
+if [[ -d /usr/local/share/ca-certificates ]]; then
+    mkdir -p "$root/usr/local/share"
+    cp -a /usr/local/share/ca-certificates "$root/usr/local/share/"
+fi
+if [[ -f /etc/ssl/certs/ca-certificates.crt && ! -e $root/etc/ssl/certs/ca-certificates.crt ]]; then
+    install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+fi
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+cp /etc/hosts "$root/etc/hosts"
+
+# The checkout: tracked files as they are in the work tree.
+mkdir -p "$root$checkout" "$root$logs"
+if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$repo" ls-files -z | tar -C "$repo" --null --ignore-failed-read -T - -cf - | tar -C "$root$checkout" -xf -
+else
+    tar -C "$repo" --exclude='./.venv*' --exclude='./.git' -cf - . | tar -C "$root$checkout" -xf -
+fi
+t_root=$(($(stamp) - t0))
+echo "fresh-check: root ready in ${t_root}s; commands from $readme:"
+printf '  %s\n' "${commands[@]}"
+
+# What the root's user would have in a login shell, plus the host's pip and proxy variables.
+envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root
+    LOGNAME=root SHELL=/bin/bash TERM="${TERM:-dumb}")
+while IFS= read -r name; do
+    envs+=("$name=${!name}")
+done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|https?_proxy|no_proxy|HTTPS?_PROXY|NO_PROXY)$' || true)
+printf '%s\n' "${commands[@]}" >"$root$logs/commands"
+for ((i = 1; i < repeat; i++)); do
+    printf '%s\n' "${commands[-1]}" >>"$root$logs/commands"
+done
+
+# Inside the root: snapshot services, run each command with its own log, time and status.
+cat >"$root$logs/run.sh" <<EOF
+set -u
+cd $checkout
+bash scripts/check_services.sh snapshot $logs/services-before
+n=0
+while IFS= read -r cmd; do
+    n=\$((n + 1))
+    echo "fresh-check: [\$n] # \$cmd"
+    start=\$(date +%s)
+    bash -c "\$cmd" </dev/null 2>&1 | tee $logs/cmd\$n.log
+    status=\${PIPESTATUS[0]}
+    echo "\$n \$status \$((\$(date +%s) - start))" >>$logs/results
+    [ "\$status" -eq 0 ] || break
+done <$logs/commands
+bash scripts/check_services.sh compare $logs/services-before >$logs/services.log 2>&1
+echo \$? >$logs/services.status
+EOF
+
+unshare --mount --pid --fork --kill-child --propagation private -- \
+    env ROOT="$root" bash -euc '
+        mount --bind "$ROOT" "$ROOT"
+        mount -t proc proc "$ROOT/proc"
+        mount --rbind /sys "$ROOT/sys"
+        mount --make-rslave "$ROOT/sys"
+        mount --rbind /dev "$ROOT/dev"
+        mount --make-rslave "$ROOT/dev"
+        mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"
+        exec chroot "$ROOT" /usr/bin/env -i "$@" /bin/bash '"$logs"'/run.sh
+    ' fresh-check "${envs[@]}" || true
+
+# The report.
+echo
+echo "fresh-check report ($suite from $mirror, root built in ${t_root}s)"
+failed=0
+n=0
+while IFS= read -r cmd; do
+    n=$((n + 1))
+    line=$(grep -E "^$n " "$root$logs/results" 2>/dev/null || true)
+    if [[ -z $line ]]; then
+        echo "  [$n] not run: $cmd"
+        failed=1
+        continue
+    fi
+    read -r _ status seconds <<<"$line"
+    # pytest's closing line(s), with or without -q's missing "=" frame.
+    tally=$(grep -aE '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$root$logs/cmd$n.log" |
+        tr -d '=' | sed -E 's/^ +| +$//g' | paste -sd ';' - || true)
+    echo "  [$n] exit $status in ${seconds}s: $cmd${tally:+  ($tally)}"
+    ((status == 0)) || failed=1
+done <"$root$logs/commands"
+if [[ -f $root$logs/services.status ]]; then
+    sed 's/^/  /' "$root$logs/services.log"
+    [[ $(cat "$root$logs/services.status") == 0 ]] || failed=1
+else
+    echo "  services: not checked"
+    failed=1
+fi
+echo "  total: $(($(stamp) - t0))s"
+exit "$failed"
