@@ -31,6 +31,7 @@ from ..errors import (
     Unimplemented,
     Unknown,
 )
+from ..network import DnsConfig, Networks, PortMapping
 from ..types.container import ContainerInfo
 from ..types.process import ProcessInfo
 from ..types.stats import Resources, Stats
@@ -471,6 +472,7 @@ class RemoteTask(RemoteProcess):
             self._t.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=self._container_id)
         )
         self._release_stdio()
+        self._client.networks.detach(self._container_id)
         return _exit_status(
             response.exit_status, response.exited_at, response.HasField("exited_at")
         )
@@ -570,6 +572,7 @@ class RemoteContainer:
         rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
         process_stdio = self._client._prepare(stdio, self._id, "")
         try:
+            self._client.networks.attach(self, self._id)
             response = self._t.call(
                 self._t.tasks.Create,
                 tasks_pb2.CreateTaskRequest(
@@ -586,6 +589,7 @@ class RemoteContainer:
         except BaseException:
             self._client._forget(process_stdio)
             process_stdio.close()
+            self._client.networks.detach(self._id)
             raise
         return RemoteTask(self._client, self._id, pid=response.pid, stdio=process_stdio)
 
@@ -631,6 +635,7 @@ class RemoteContainer:
         record = self._last_record()
         self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
         self._known = None
+        self._client.networks.forget(self._id)
         if cleanup_snapshot and record.snapshot_key and record.snapshotter:
             self._client._remove_snapshot(record.snapshotter, record.snapshot_key)
 
@@ -699,6 +704,9 @@ class RemoteClient:
         self._subscription: CallbackSubscription | None = None
         if config.on_event is not None:
             self._subscription = CallbackSubscription(self.transport, config.on_event)
+        self.networks = Networks.for_client(
+            self, config.options.get("network"), owner=f"remote:{self.address}:{self.namespace}"
+        )
 
     @property
     def backend(self) -> Literal["remote"]:
@@ -795,6 +803,10 @@ class RemoteClient:
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         extensions: Mapping[str, Any] | None = None,
+        network: str | None = None,
+        ports: Sequence[str | PortMapping] | None = None,
+        dns: DnsConfig | Sequence[str] | None = None,
+        hostname: str | None = None,
     ) -> RemoteContainer:
         """Create a container record from ``spec`` (its ``root.path`` names the rootfs)."""
         container_id = _validate_id(container_id, "container id")
@@ -815,6 +827,15 @@ class RemoteClient:
             prepared = prepare_image_rootfs(self.transport, container_id, image, spec)
             spec = prepared.spec
         try:
+            spec, labels = self.networks.plan(
+                container_id,
+                spec or {},
+                labels,
+                network=network,
+                ports=ports,
+                dns=dns,
+                hostname=hostname,
+            )
             record = containers_pb2.Container(
                 id=container_id,
                 labels=dict(labels or {}),

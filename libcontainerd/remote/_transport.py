@@ -69,7 +69,7 @@ REGISTRY_OPTION_KEYS = frozenset(
 """Keys of the ``registry={...}`` backend option, handed to every
 :class:`~libcontainerd.distribution.RegistryClient` the image service creates."""
 
-KNOWN_OPTIONS = TLS_OPTIONS | {"registry"}
+KNOWN_OPTIONS = TLS_OPTIONS | {"registry", "network"}
 """Backend options the remote client understands: ``tls_ca``, ``tls_cert``, ``tls_key``
 (paths or PEM bytes) and ``registry`` (a dict of :data:`REGISTRY_OPTION_KEYS`)."""
 
