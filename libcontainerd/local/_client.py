@@ -632,8 +632,8 @@ class LocalTask(LocalProcess):
             self._driver.delete(self.container_id, force=True)
         if self._io is not None:
             self._io.close()
-        self._client.networks.detach(self.container_id)
         shutil.rmtree(self._dir, ignore_errors=True)
+        self._client.networks.detach(self.container_id)
         self._client.events_log.publish(
             "/tasks/delete",
             container_id=self.container_id,
