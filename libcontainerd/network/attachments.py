@@ -30,11 +30,12 @@ from typing import Any
 
 import attrs
 
-from libcontainerd.errors import InvalidArgument
+from libcontainerd.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from libcontainerd.network.cni import (
     CniResult,
     RuntimeConf,
     add_network,
+    check_network,
     delete_network,
 )
 from libcontainerd.network.conflist import NetworkConfigList
@@ -225,8 +226,6 @@ class Attachments:
         if not self._dir(container_id).exists():
             return
         if self._container_state(container_id) != "gone":
-            from libcontainerd.errors import AlreadyExists
-
             raise AlreadyExists(f"container {container_id!r} exists already; pick another id")
         self.forget(container_id)
 
@@ -311,6 +310,19 @@ class Attachments:
                     self._detach_locked(container_id, plan)
                 raise
         return self.status(container_id)
+
+    def check(self, container_id: str) -> None:
+        """Run CNI CHECK with the cached result: ``PluginFailed`` when the network no longer
+        looks as ADD left it; ``FailedPrecondition`` when the container is not attached."""
+        plan = self._plan(container_id)
+        result = _read_json(self._dir(container_id) / "result.json")
+        if plan is None or plan["conflist"] is None or result is None:
+            raise FailedPrecondition(
+                f"container {container_id!r} has no attached CNI network (create its task first)"
+            )
+        config = NetworkConfigList.from_json(plan["conflist"])
+        with self._locked(container_id):
+            check_network(config, self._runtime(container_id, plan), self.plugin_dirs, result)
 
     def detach(self, container_id: str) -> None:
         """Disconnect and unpin the namespace after the task is deleted (idempotent)."""

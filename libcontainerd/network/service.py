@@ -63,7 +63,7 @@ class Networks:
         if networks.attachments.container_ids():
             try:
                 cleaned = networks.attachments.reap()
-            except Error as error:  # the backend may be unreachable now; retry next time
+            except (Error, OSError) as error:  # e.g. the daemon is away; retry next time
                 _log.warning("network clean-up after a killed caller failed: %s", error)
             else:
                 if cleaned:
@@ -105,6 +105,11 @@ class Networks:
     def remove(self, name: str) -> None:
         """Remove a network the SDK created; ``FailedPrecondition`` while containers use it."""
         self.store.remove(name, in_use=name in self.attachments.networks_in_use())
+
+    def check(self, container_id: str) -> None:
+        """Ask the plugins (CNI CHECK) whether the container's network is still as ADD left
+        it; raises :class:`~libcontainerd.network.PluginFailed` when not."""
+        self.attachments.check(container_id)
 
     def status(self, container_id: str) -> NetworkStatus | None:
         """A container's network now (addresses, ports, hostname); None without networking."""

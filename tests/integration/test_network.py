@@ -31,7 +31,7 @@ from network_support import (
 
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, NotFound
-from libcontainerd.network import LABEL_IPS, LABEL_NETWORK, LABEL_PORTS, DnsConfig
+from libcontainerd.network import LABEL_IPS, LABEL_NETWORK, LABEL_PORTS, DnsConfig, PluginFailed
 from libcontainerd.network.files import read_host_resolv_conf
 
 BACKENDS = [
@@ -172,6 +172,29 @@ def test_published_port_answers_and_a_peer_reaches_it_by_ip(env: NetEnv, tmp_pat
         task.force_delete()
         web.delete()
     assert client.networks.status(web.id) is None
+
+
+def test_check_reports_a_network_changed_behind_the_plugins_back(env: NetEnv) -> None:
+    """CNI CHECK on a container without published ports (Debian's portmap 1.1.1 fails
+    CHECK on IPv4-only hosts by looking for IPv6 rules it never made)."""
+    client = env.client()
+    idle = env.container(client, "sleep", "1000", network="bridge")
+    task = idle.new_task()
+    try:
+        task.start()
+        client.networks.check(idle.id)
+        status = client.networks.status(idle.id)
+        assert status is not None and status.netns is not None
+        subprocess.run(
+            ["nsenter", f"--net={status.netns}", "ip", "route", "del", "default"], check=True
+        )
+        with pytest.raises(PluginFailed, match="CHECK"):
+            client.networks.check(idle.id)
+    finally:
+        task.force_delete()
+    with pytest.raises(FailedPrecondition, match="no attached"):
+        client.networks.check(idle.id)
+    idle.delete()
 
 
 def test_generated_files_in_every_mode(env: NetEnv, tmp_path: Path) -> None:
