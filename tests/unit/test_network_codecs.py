@@ -174,3 +174,20 @@ def test_cni_result_keeps_only_addresses_inside_the_container() -> None:
         }
     )
     assert result.ips == ("10.213.0.2",) and result.gateways == ("10.213.0.1",)
+
+
+def test_network_exports_are_documented_and_backend_free() -> None:
+    import ast
+    import inspect
+
+    import libcontainerd.network as network
+
+    assert network.__doc__
+    for name in network.__all__:
+        value = getattr(network, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__doc__, name
+    for path in Path(network.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(("libcontainerd.local", "libcontainerd.remote"))
