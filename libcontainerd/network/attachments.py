@@ -222,12 +222,13 @@ class Attachments:
         return self._spec_for(spec, directory, mode, name), labels
 
     def _clear_leftover(self, container_id: str) -> None:
-        # A directory left by an earlier container of the same id whose caller died.
-        if not self._dir(container_id).exists():
-            return
+        # Checked here, not only by the backend afterwards: a plan written for an id that
+        # exists would attach a network to that other container's next task.
         if self._container_state(container_id) != "gone":
             raise AlreadyExists(f"container {container_id!r} exists already; pick another id")
-        self.forget(container_id)
+        # A directory left by an earlier container of the same id whose caller died.
+        if self._dir(container_id).exists():
+            self.forget(container_id)
 
     def _write_files(self, directory: Path, plan: Mapping[str, Any], ips: Sequence[str]) -> None:
         mode = str(plan["mode"])

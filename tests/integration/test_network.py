@@ -30,7 +30,7 @@ from network_support import (
 )
 
 from libcontainerd.config import ClientConfig
-from libcontainerd.errors import FailedPrecondition, InvalidArgument, NotFound
+from libcontainerd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from libcontainerd.network import LABEL_IPS, LABEL_NETWORK, LABEL_PORTS, DnsConfig, PluginFailed
 from libcontainerd.network.files import read_host_resolv_conf
 
@@ -219,6 +219,11 @@ def test_generated_files_in_every_mode(env: NetEnv, tmp_path: Path) -> None:
         env.container(client, "true", network="host", ports=["8080:80"])
     with pytest.raises(NotFound, match="create it"):
         env.container(client, "true", network="no-such-net")
+    plain = env.container(client, "true")
+    with pytest.raises(AlreadyExists):
+        env.container(client, "true", container_id=plain.id, network="bridge")
+    assert client.networks.status(plain.id) is None  # no plan was left for the other one
+    plain.delete()
 
 
 def test_names_resolve_through_the_generated_resolv_conf(env: NetEnv, tmp_path: Path) -> None:
