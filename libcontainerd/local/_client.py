@@ -633,7 +633,6 @@ class LocalTask(LocalProcess):
         if self._io is not None:
             self._io.close()
         shutil.rmtree(self._dir, ignore_errors=True)
-        self._client.networks.detach(self.container_id)
         self._client.events_log.publish(
             "/tasks/delete",
             container_id=self.container_id,
@@ -641,6 +640,7 @@ class LocalTask(LocalProcess):
             exit_code=exit_status.code,
             exited_at=exit_status.exited_at.isoformat(),
         )
+        self._client.networks.detach(self.container_id)
         return exit_status
 
     def force_delete(self) -> ExitStatus:

@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -70,8 +70,8 @@ PLAN_GRACE = 60.0
 ``new_container`` call in progress in another process)."""
 _FILES = {"hosts": "/etc/hosts", "hostname": "/etc/hostname", "resolv.conf": "/etc/resolv.conf"}
 
-ContainerState = str
-"""What a client knows of a container: ``"gone"``, ``"no-task"`` or ``"task"``."""
+ContainerState = Literal["gone", "no-task", "task"]
+"""What a client knows of a container: deleted, without a task, or with one."""
 
 
 @attrs.frozen
