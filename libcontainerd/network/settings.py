@@ -58,7 +58,10 @@ class NetworkSettings:
                     f"unknown network setting(s) {', '.join(unknown)}; "
                     f"known: {', '.join(sorted(known))}"
                 )
-            return cls(**value)
+            try:
+                return cls(**value)
+            except TypeError as error:
+                raise InvalidArgument(f"network settings {dict(value)!r}: {error}") from None
         raise InvalidArgument(
             f"the network option must be a NetworkSettings or a dict, not {type(value).__name__}"
         )

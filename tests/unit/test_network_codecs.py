@@ -191,3 +191,17 @@ def test_network_exports_are_documented_and_backend_free() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith(("libcontainerd.local", "libcontainerd.remote"))
+
+
+def test_network_settings_from_a_dict(tmp_path: Path) -> None:
+    from libcontainerd.network import NetworkSettings
+
+    settings = NetworkSettings.of({"config_dir": str(tmp_path), "plugin_dirs": "/x"})
+    assert settings.config_dir == tmp_path and settings.plugin_dirs == (Path("/x"),)
+    assert NetworkSettings.of(None) == NetworkSettings()
+    with pytest.raises(InvalidArgument, match="unknown network setting"):
+        NetworkSettings.of({"bridge": "x"})
+    with pytest.raises(InvalidArgument):
+        NetworkSettings.of({"plugin_dirs": 5})
+    with pytest.raises(InvalidArgument):
+        NetworkSettings.of("/etc/cni")  # type: ignore[arg-type]
