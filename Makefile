@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 DEMO_DEBS := busybox-static runc
 TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl apache2-utils \
 	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
-	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
+	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
+	containernetworking-plugins iptables iproute2
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest debs-demo debs-test venv clean

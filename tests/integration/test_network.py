@@ -6,6 +6,7 @@ Every test network has its own bridge device and an unusual subnet (see
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ BACKENDS = [
 ]
 INDEX = b"hello from a networked container\n"
 CYCLES = 100
+LOCK_FILE = "/tmp/libcontainerd-network-tests.lock"
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +111,16 @@ def env(request: pytest.FixtureRequest, net_rootfs: Path, tmp_path: Path) -> Ite
             )
 
         environment = NetEnv(local.create_client, config, net_rootfs, tmp_path, name)
-    census = Census(environment.settings)
-    environment.census = census  # type: ignore[attr-defined]
-    try:
-        yield environment
-    finally:
-        environment.cleanup()
-    assert census.leftovers() == []
+    # Tests share the test bridge and subnet: under pytest-xdist they take turns.
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        census = Census(environment.settings)
+        environment.census = census  # type: ignore[attr-defined]
+        try:
+            yield environment
+        finally:
+            environment.cleanup()
+        assert census.leftovers() == []
     assert not Path("/sys/class/net", DEFAULT_BRIDGE).exists()
 
 
