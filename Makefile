@@ -15,7 +15,8 @@ STAMP := $(VENV)/.installed
 DEMO_DEBS := busybox-static runc
 TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl apache2-utils \
 	golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev \
-	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
+	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev \
+	containernetworking-plugins iptables iproute2
 PYTEST_ARGS ?=
 # Debian's own interpreter: the oldest 3.11 build the project promises to run on.
 SYSTEM_PYTHON ?= /usr/bin/python3

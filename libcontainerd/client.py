@@ -15,7 +15,7 @@ import builtins
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from .types.auth import Credentials
 from .types.container import ContainerInfo
@@ -29,6 +29,9 @@ from .types.stats import Resources, Stats
 from .types.status import ExitStatus, Status
 from .types.stdio import Stdio
 from .types.version import Version
+
+if TYPE_CHECKING:
+    from .network import DnsConfig, Networks, PortMapping
 
 __all__ = [
     "AsyncClient",
@@ -295,6 +298,10 @@ class Client(Protocol):
     def images(self) -> ImageService:
         """The image service."""
 
+    @property
+    def networks(self) -> Networks:
+        """CNI networks: create, list, remove, and each container's network status."""
+
     def version(self) -> Version:
         """The version of the daemon or runtime behind this client."""
 
@@ -307,8 +314,17 @@ class Client(Protocol):
         runtime: str | None = None,
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        network: str | None = None,
+        ports: Sequence[str | PortMapping] | None = None,
+        dns: DnsConfig | Sequence[str] | None = None,
+        hostname: str | None = None,
     ) -> Container:
-        """Create a container from ``spec`` (and ``image``'s root filesystem and config)."""
+        """Create a container from ``spec`` (and ``image``'s root filesystem and config).
+
+        ``network`` is ``"none"`` (loopback only), ``"host"``, ``"bridge"`` or a CNI
+        network's name; without any of ``network``, ``ports``, ``dns`` and ``hostname``
+        the spec's own namespace is kept (loopback only) and no files are generated.
+        """
 
     def load_container(self, container_id: str) -> Container:
         """A handle on an existing container; ``NotFound`` when absent."""

@@ -60,6 +60,7 @@ from libcontainerd.local._store import (
     matches_filters,
     record_to_info,
 )
+from libcontainerd.network import DnsConfig, Networks, PortMapping
 from libcontainerd.oci import apply_options, generate_spec, with_image_config, with_rootfs
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.identifiers import validate_identifier
@@ -77,7 +78,7 @@ __all__ = ["LocalClient", "LocalContainer", "LocalProcess", "LocalTask"]
 DEFAULT_RUNTIME = "runc"
 DEFAULT_TIMEOUT = 30.0
 _MONITOR_SCRIPT = _monitor.__file__
-_KNOWN_OPTIONS: frozenset[str] = frozenset({"events_max_bytes"})
+_KNOWN_OPTIONS: frozenset[str] = frozenset({"events_max_bytes", "network"})
 _MIN_EVENTS_BYTES = 1024
 _ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING)
 
@@ -639,6 +640,7 @@ class LocalTask(LocalProcess):
             exit_code=exit_status.code,
             exited_at=exit_status.exited_at.isoformat(),
         )
+        self._client.networks.detach(self.container_id)
         return exit_status
 
     def force_delete(self) -> ExitStatus:
@@ -767,6 +769,7 @@ class LocalContainer:
                 durable=False,
             )
             _make_fifos(task_dir, stdio_rec)
+            client.networks.attach(self, self._id)
             pid = self._spawn_monitor(driver, bundle, task_dir, stdio_rec, checkpoint_dir)
             master = -1
             if stdio_rec["kind"] == "tty":
@@ -780,6 +783,7 @@ class LocalContainer:
         except BaseException:
             with contextlib.suppress(Error):
                 driver.delete(self._id, force=True)
+            client.networks.detach(self._id)
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
         task = LocalTask(self, driver, "", task_dir, io)
@@ -908,6 +912,7 @@ class LocalContainer:
 
         check()
         self.client.store.delete(self._id, check=check_and_release)
+        self.client.networks.forget(self._id)
         self.client.events_log.publish("/containers/delete", container_id=self._id)
 
 
@@ -1005,6 +1010,11 @@ class LocalClient:
         self.zygote = _Zygote()
         self._closed = False
         self._callback_stream: LocalEventStream | None = None
+        self.networks = Networks.for_client(
+            self,
+            config.options.get("network"),
+            owner=f"local:{self.layout.base_root}:{self.namespace}",
+        )
         if config.on_event is not None:
             callback = config.on_event
             stream = LocalEventStream(str(self.layout.events_file))
@@ -1084,6 +1094,10 @@ class LocalClient:
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         extensions: Mapping[str, Any] | None = None,
+        network: str | None = None,
+        ports: Sequence[str | PortMapping] | None = None,
+        dns: DnsConfig | Sequence[str] | None = None,
+        hostname: str | None = None,
     ) -> LocalContainer:
         """Store a new container with ``spec`` (its root must point at a root filesystem).
 
@@ -1125,6 +1139,9 @@ class LocalClient:
             elif image is not None:
                 spec = apply_options(copy.deepcopy(dict(spec or {})), with_rootfs(rootfs))
             assert spec is not None
+            spec, labels = self.networks.plan(
+                container_id, spec, labels, network=network, ports=ports, dns=dns, hostname=hostname
+            )
             self.store.create(
                 container_id,
                 spec,

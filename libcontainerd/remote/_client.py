@@ -17,6 +17,7 @@ from libcontainerd._health import HealthStatus, check_health
 from libcontainerd.client import Container
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import InvalidArgument
+from libcontainerd.network import DnsConfig, Networks, PortMapping
 from libcontainerd.remote import _convert
 from libcontainerd.remote._container import RemoteContainer
 from libcontainerd.remote._events import CallbackSubscription, RemoteEventStream, subscribe
@@ -97,6 +98,11 @@ class RemoteClient:
         self._subscription: CallbackSubscription | None = None
         if config.on_event is not None:
             self._subscription = CallbackSubscription(self.transport, config.on_event)
+        self.networks = Networks.for_client(
+            self, config.options.get("network"), owner=f"remote:{self.address}:{self.namespace}"
+        )
+        """CNI networks: create, list and remove them; containers join with ``network=``."""
+        self._session.networks = self.networks
 
     @property
     def backend(self) -> Literal["remote"]:
@@ -161,6 +167,10 @@ class RemoteClient:
         runtime_options: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         extensions: Mapping[str, Any] | None = None,
+        network: str | None = None,
+        ports: Sequence[str | PortMapping] | None = None,
+        dns: DnsConfig | Sequence[str] | None = None,
+        hostname: str | None = None,
     ) -> RemoteContainer:
         """Create a container record from ``spec`` (its ``root.path`` names the rootfs)."""
         container_id = validate_id(container_id, "container id")
@@ -181,6 +191,15 @@ class RemoteClient:
             prepared = prepare_image_rootfs(self.transport, container_id, image, spec)
             spec = prepared.spec
         try:
+            spec, labels = self.networks.plan(
+                container_id,
+                spec or {},
+                labels,
+                network=network,
+                ports=ports,
+                dns=dns,
+                hostname=hostname,
+            )
             record = containers_pb2.Container(
                 id=container_id,
                 labels=dict(labels or {}),

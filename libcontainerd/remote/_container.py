@@ -125,7 +125,10 @@ class RemoteContainer:
 
         rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
         process_stdio = self._session.prepare(stdio, self._id, "")
+        networks = self._session.networks
         try:
+            if networks is not None:
+                networks.attach(self, self._id)
             response = self._t.call(
                 self._t.tasks.Create,
                 tasks_pb2.CreateTaskRequest(
@@ -142,6 +145,8 @@ class RemoteContainer:
         except BaseException:
             self._session.forget(process_stdio)
             process_stdio.close()
+            if networks is not None:
+                networks.detach(self._id)
             raise
         return RemoteTask(self._session, self._id, pid=response.pid, stdio=process_stdio)
 
@@ -174,6 +179,8 @@ class RemoteContainer:
         record = self._last_record()
         self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
         self._known = None
+        if self._session.networks is not None:
+            self._session.networks.forget(self._id)
         if cleanup_snapshot and record.snapshot_key and record.snapshotter:
             remove_snapshot(self._session.transport, record.snapshotter, record.snapshot_key)
 

@@ -26,6 +26,7 @@ from libcontainerd.errors import (
     Unavailable,
     Unknown,
 )
+from libcontainerd.network import Networks
 from libcontainerd.remote import _convert
 from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
 from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -96,6 +97,8 @@ class Session:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.networks: Networks | None = None
+        """The client's CNI networks, released when a task is deleted (set by the client)."""
         self._lock = threading.Lock()
         self._stdios: set[ProcessStdio] = set()
         self._closed = False
@@ -571,6 +574,8 @@ class RemoteTask(RemoteProcess):
             self._t.tasks.Delete, tasks_pb2.DeleteTaskRequest(container_id=self._container_id)
         )
         self._release_stdio()
+        if self._session.networks is not None:
+            self._session.networks.detach(self._container_id)
         return exit_status(response.exit_status, response.exited_at, response.HasField("exited_at"))
 
     def force_delete(self) -> ExitStatus:

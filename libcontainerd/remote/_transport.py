@@ -81,7 +81,7 @@ REGISTRY_OPTION_KEYS = frozenset(
 """Keys of the ``registry={...}`` backend option, handed to every
 :class:`~libcontainerd.distribution.RegistryClient` the image service creates."""
 
-KNOWN_OPTIONS = TLS_OPTIONS | {"registry", "wait_ready", "managed"}
+KNOWN_OPTIONS = TLS_OPTIONS | {"registry", "wait_ready", "managed", "network"}
 """Backend options the remote client understands: ``tls_ca``, ``tls_cert``, ``tls_key``
 (paths or PEM bytes), ``registry`` (a dict of :data:`REGISTRY_OPTION_KEYS`),
 ``wait_ready`` (seconds each call waits for an unreachable containerd; default: fail fast)

@@ -1,0 +1,135 @@
+"""The networking command line: ``network ls|create|rm`` and ``run``'s networking options.
+
+``libcontainerd/cli/network.py`` is loaded from its file because the command line's
+package is assembled elsewhere; the tests call its functions as the command will.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import libcontainerd
+from libcontainerd.network import DnsConfig
+
+CLI_FILE = Path(libcontainerd.__file__).parent / "cli" / "network.py"
+
+
+def _module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("libcontainerd_cli_network", CLI_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cli() -> ModuleType:
+    return _module()
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("containerd") is None:
+        pytest.skip("needs root and the containerd binary")
+    from libcontainerd.testing.containerd_daemon import start_containerd
+
+    daemon = start_containerd(tmp_path_factory.mktemp("net-cli-containerd"))
+    try:
+        yield daemon.address
+    finally:
+        daemon.stop()
+
+
+def _main(cli: ModuleType, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="libcontainerd")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+@pytest.mark.containerd
+def test_network_ls_create_rm(
+    cli: ModuleType, address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = [
+        "--backend",
+        "remote",
+        "--address",
+        address,
+        "--namespace",
+        "lcd-net-cli",
+        "--cni-config-dir",
+        str(tmp_path / "net.d"),
+        "--network-state-dir",
+        str(tmp_path / "state"),
+    ]
+    assert (
+        _main(
+            cli,
+            [
+                "network",
+                "create",
+                "clinet",
+                "--subnet",
+                "10.213.75.0/24",
+                "--bridge",
+                "lcdt75",
+                *common,
+            ],
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == "clinet lcdt75 10.213.75.0/24\n"
+    assert _main(cli, ["network", "ls", "--json", *common]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["name"] == "clinet" and listed["owned"] is True
+    assert listed["plugins"] == ["bridge", "portmap", "firewall", "loopback"]
+    assert _main(cli, ["network", "ls", *common]) == 0
+    assert "clinet" in capsys.readouterr().out
+    assert _main(cli, ["network", "rm", "clinet", *common]) == 0
+    assert not (tmp_path / "net.d" / "libcontainerd-clinet.conflist").exists()
+
+
+def test_run_options_become_new_container_arguments(cli: ModuleType) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_run_arguments(parser)
+    defaults = cli.run_kwargs(parser.parse_args([]))
+    assert defaults == {"network": "bridge", "ports": None, "dns": None, "hostname": None}
+    args = parser.parse_args(
+        [
+            "--network",
+            "host",
+            "-p",
+            "127.0.0.1:8080:80",
+            "--publish",
+            "9000:9000/udp",
+            "--dns",
+            "10.0.0.2",
+            "--dns-search",
+            "it.test",
+            "--hostname",
+            "web",
+            "--cni-config-dir",
+            "/tmp/x",
+        ]
+    )
+    assert cli.run_kwargs(args) == {
+        "network": "host",
+        "ports": ["127.0.0.1:8080:80", "9000:9000/udp"],
+        "dns": DnsConfig(servers=["10.0.0.2"], search=["it.test"]),
+        "hostname": "web",
+    }
+    options: dict[str, Any] = cli.client_options(args)
+    assert str(options["network"].config_dir) == "/tmp/x"
+    assert cli.client_options(parser.parse_args([])) == {}
