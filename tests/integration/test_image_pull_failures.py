@@ -7,6 +7,7 @@ storage, and manifests (pushed like any other) whose layer descriptor gives a wr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from libcontainerd.content import DirectoryContentStore
 from libcontainerd.distribution import RegistryClient
-from libcontainerd.errors import DigestMismatch, Error
+from libcontainerd.errors import DigestMismatch, Error, InvalidArgument, ResourceExhausted
 from libcontainerd.local._images import LocalImageService
 from libcontainerd.testing.image_builder import BuiltImage, build_image, host_platform
 from libcontainerd.testing.registry import Registry
@@ -129,3 +130,39 @@ def test_interrupted_pull(registry_plain: Registry, image: BuiltImage, tmp_path:
     _assert_nothing_left(service, tmp_path)
     # The store works afterwards.
     assert service.pull(ref).name == ref
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="layers are unpacked into snapshots as root only")
+def test_lowered_decompression_cap(
+    registry_plain: Registry, image: BuiltImage, tmp_path: Path
+) -> None:
+    """The local pull path takes a lower decompression cap (``max_layer_size=``)."""
+    ref = _push(registry_plain, image, "failures/cap")
+    options = {"docker_config": False}
+    service = LocalImageService(tmp_path, "default", registry_options=options, max_layer_size=4096)
+    with pytest.raises(ResourceExhausted, match="max_size"):
+        service.pull(ref)
+    _assert_nothing_left(service, tmp_path)
+    with pytest.raises(InvalidArgument, match="max_layer_size"):
+        LocalImageService(tmp_path, "default", max_layer_size=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="needs root and runc")
+def test_local_backend_takes_registry_and_cap_options(
+    registry_plain: Registry, image: BuiltImage, tmp_path: Path
+) -> None:
+    """``registry=`` and ``max_layer_size=`` reach the local image service through the factory."""
+    import libcontainerd
+
+    ref = _push(registry_plain, image, "failures/factory")
+    client = libcontainerd.new_client(
+        backend="local",
+        root=tmp_path / "root",
+        state=tmp_path / "state",
+        registry={"docker_config": False, "max_retries": 1},
+        max_layer_size=4096,
+    )
+    with client:
+        with pytest.raises(ResourceExhausted):
+            client.images.pull(ref)
+        assert client.images.list() == []
