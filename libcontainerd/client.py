@@ -268,9 +268,19 @@ class ImageService(Protocol):
         """Remove an image record; ``sync`` waits for garbage collection."""
 
     def import_archive(
-        self, source: Path | str | IO[bytes], *, platform: PlatformRequest | None = None
+        self,
+        source: Path | str | IO[bytes],
+        *,
+        platform: PlatformRequest | None = None,
+        base_name: str | None = None,
     ) -> builtins.list[Image]:
-        """Import an OCI image-layout or docker-archive tarball."""
+        """Import an OCI image-layout or docker-archive tarball (every platform by default).
+
+        Images are named as ``ctr images import --base-name`` names them, on every backend:
+        the ``io.containerd.image.name`` annotation, else a full reference in
+        ``org.opencontainers.image.ref.name``, else ``<base_name>:<ref name>``, else the
+        digest; docker archives by their ``RepoTags``.
+        """
 
     def export_archive(
         self,
@@ -505,7 +515,11 @@ class AsyncImageService(Protocol):
     async def remove(self, ref: str, *, sync: bool = False) -> None: ...
 
     async def import_archive(
-        self, source: Path | str | IO[bytes], *, platform: PlatformRequest | None = None
+        self,
+        source: Path | str | IO[bytes],
+        *,
+        platform: PlatformRequest | None = None,
+        base_name: str | None = None,
     ) -> builtins.list[Image]: ...
 
     async def export_archive(

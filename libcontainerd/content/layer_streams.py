@@ -45,6 +45,7 @@ class Prefixed:
         self._raw = raw
 
     def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (all with -1), the sniffed head first."""
         if self._head:
             if size is None or size < 0:
                 data, self._head = self._head + self._raw.read(), b""
@@ -64,6 +65,7 @@ class HashingReader:
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes, hashing and counting them."""
         try:
             data: bytes = self._source.read(size)
         except Error:
@@ -82,6 +84,7 @@ class HashingReader:
         return data
 
     def drain(self) -> None:
+        """Read (and hash) what is left."""
         while self.read(CHUNK):
             pass
 

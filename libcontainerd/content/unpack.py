@@ -128,6 +128,7 @@ class LayerResult:
 
 
 def show_name(name: str) -> str:
+    """``name`` quoted for an error message, at most 200 characters."""
     text = repr(name)
     return text if len(text) <= 200 else text[:197] + "..."
 

@@ -65,6 +65,7 @@ from libcontainerd.oci import apply_options, generate_spec, with_image_config, w
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.process import ProcessInfo
+from libcontainerd.types.registry_options import check_registry_option
 from libcontainerd.types.stats import Resources, Stats
 from libcontainerd.types.status import ExitStatus, Status
 from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
@@ -78,7 +79,9 @@ __all__ = ["LocalClient", "LocalContainer", "LocalProcess", "LocalTask"]
 DEFAULT_RUNTIME = "runc"
 DEFAULT_TIMEOUT = 30.0
 _MONITOR_SCRIPT = _monitor.__file__
-_KNOWN_OPTIONS: frozenset[str] = frozenset({"events_max_bytes", "network"})
+_KNOWN_OPTIONS: frozenset[str] = frozenset(
+    {"events_max_bytes", "registry", "max_layer_size", "network"}
+)
 _MIN_EVENTS_BYTES = 1024
 _ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING)
 
@@ -981,8 +984,14 @@ class LocalClient:
             raise InvalidArgument(
                 f"unknown option(s) for the local backend: {', '.join(unknown)}; "
                 "the local backend accepts root=, state=, runtime=, namespace=, timeout=, "
-                "on_event= and events_max_bytes="
+                "on_event=, events_max_bytes=, registry=, max_layer_size= and network="
             )
+        # Image options: checked now, used when the image service is first needed.
+        self._image_options: dict[str, Any] = {
+            "registry_options": check_registry_option(config.options.get("registry")),
+        }
+        if "max_layer_size" in config.options:
+            self._image_options["max_layer_size"] = config.options["max_layer_size"]
         events_max = config.options.get("events_max_bytes", _monitor.EVENTS_MAX_BYTES)
         if (
             not isinstance(events_max, int)
@@ -1069,7 +1078,9 @@ class LocalClient:
                 # Imported on first use: the registry client is not needed to run containers.
                 from libcontainerd.local._images import LocalImageService
 
-                self._images = LocalImageService(self.layout.base_root, self.namespace)
+                self._images = LocalImageService(
+                    self.layout.base_root, self.namespace, **self._image_options
+                )
             return self._images
 
     def version(self) -> Version:

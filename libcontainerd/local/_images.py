@@ -45,6 +45,7 @@ from libcontainerd.content.archive_export import (
 )
 from libcontainerd.content.recording import RecordingSink
 from libcontainerd.content.rootfs import RootFSMode, release_rootfs
+from libcontainerd.content.unpack import DEFAULT_MAX_SIZE
 from libcontainerd.distribution import ProgressCallback, RegistryClient
 from libcontainerd.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from libcontainerd.local._image_filters import has_platform, parse_filter
@@ -116,7 +117,10 @@ class LocalImageService:
     """Images of one namespace in the local backend's coalesced store (see module docs).
 
     ``registry_options`` are keyword arguments for every :class:`RegistryClient` this
-    service makes (``docker_config``, ``insecure_hosts``, ``ca_file``, ``timeout`` ...).
+    service makes (``docker_config``, ``insecure_hosts``, ``ca_file``, ``timeout``,
+    ``hosts_dir`` ...: the backend's ``registry={...}`` option). ``max_layer_size`` caps
+    how many bytes one layer may decompress to when it is unpacked (a decompression bomb
+    stops there with :class:`ResourceExhausted`).
     ``rootfs_mode`` is how :meth:`prepare_image_rootfs` builds root filesystems.
     """
 
@@ -127,6 +131,7 @@ class LocalImageService:
         *,
         registry_options: Mapping[str, Any] | None = None,
         rootfs_mode: RootFSMode = "auto",
+        max_layer_size: int | None = DEFAULT_MAX_SIZE,
     ) -> None:
         if not isinstance(namespace, str) or not re.fullmatch(
             r"[A-Za-z0-9][A-Za-z0-9._-]*", namespace
@@ -146,6 +151,15 @@ class LocalImageService:
         self._records_lock = self._images / ".records.lock"
         self._registry_options = dict(registry_options or {})
         self._rootfs_mode = rootfs_mode
+        if max_layer_size is not None and (
+            isinstance(max_layer_size, bool)
+            or not isinstance(max_layer_size, int)
+            or max_layer_size < 1
+        ):
+            raise InvalidArgument(
+                f"max_layer_size must be a positive int of bytes (or None), got {max_layer_size!r}"
+            )
+        self._max_layer_size = max_layer_size
 
     def __repr__(self) -> str:
         return f"LocalImageService({str(self.root)!r}, {self.namespace!r})"
@@ -224,7 +238,9 @@ class LocalImageService:
 
     def _unpack(self, manifest: Descriptor) -> list[Path]:
         """Extract ``manifest``'s layers into shared snapshot dirs; returns them bottom first."""
-        return unpack_layers(self.content, self._snapshots, manifest)
+        return unpack_layers(
+            self.content, self._snapshots, manifest, max_layer_size=self._max_layer_size
+        )
 
     # -- ImageService ------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from libcontainerd.content import ContentStore, apply_layer, chain_ids
+from libcontainerd.content.unpack import DEFAULT_MAX_SIZE
 from libcontainerd.errors import DataLoss
 from libcontainerd.local._image_graph import children, diff_ids
 from libcontainerd.types.descriptor import Descriptor
@@ -26,7 +27,13 @@ def snapshot_dir(snapshots: Path, chain: str) -> Path:
     return snapshots / split_digest(chain)[1]
 
 
-def unpack_layers(content: ContentStore, snapshots: Path, manifest: Descriptor) -> list[Path]:
+def unpack_layers(
+    content: ContentStore,
+    snapshots: Path,
+    manifest: Descriptor,
+    *,
+    max_layer_size: int | None = DEFAULT_MAX_SIZE,
+) -> list[Path]:
     """Extract ``manifest``'s layers into shared snapshot dirs; returns them bottom first."""
     found = children(content, manifest)
     layers = found[1:]
@@ -52,6 +59,7 @@ def unpack_layers(content: ContentStore, snapshots: Path, manifest: Descriptor) 
                 media_type=layer.media_type,
                 whiteout_format="overlay",
                 expected_diff_id=diff_id,
+                max_size=max_layer_size,
             )
             try:
                 os.rename(tmp, dest)

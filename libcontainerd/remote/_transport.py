@@ -66,21 +66,6 @@ before ``Unavailable`` reaches the caller (when the caller did not ask to wait).
 TLS_OPTIONS = frozenset({"tls_ca", "tls_cert", "tls_key"})
 """Backend options that secure the gRPC connection (``tcp://`` addresses only)."""
 
-REGISTRY_OPTION_KEYS = frozenset(
-    {
-        "ca_file",
-        "client_cert",
-        "credentials",
-        "docker_config",
-        "insecure_hosts",
-        "max_retries",
-        "retry",
-        "timeout",
-    }
-)
-"""Keys of the ``registry={...}`` backend option, handed to every
-:class:`~libcontainerd.distribution.RegistryClient` the image service creates."""
-
 KNOWN_OPTIONS = TLS_OPTIONS | {"registry", "wait_ready", "managed", "network"}
 """Backend options the remote client understands: ``tls_ca``, ``tls_cert``, ``tls_key``
 (paths or PEM bytes), ``registry`` (a dict of :data:`REGISTRY_OPTION_KEYS`),
@@ -154,19 +139,7 @@ def _check_options(options: Mapping[str, Any]) -> None:
         )
     if (options.get("tls_cert") is None) != (options.get("tls_key") is None):
         raise InvalidArgument("tls_cert and tls_key must be given together (client certificate)")
-    registry = options.get("registry")
-    if registry is not None:
-        if not isinstance(registry, Mapping):
-            raise InvalidArgument(
-                f"option registry must be a dict of registry client settings "
-                f"({', '.join(sorted(REGISTRY_OPTION_KEYS))}), not {type(registry).__name__}"
-            )
-        bad = sorted(str(key) for key in set(registry) - REGISTRY_OPTION_KEYS)
-        if bad:
-            raise InvalidArgument(
-                f"unknown key(s) in option registry: {', '.join(bad)}; known keys are "
-                f"{', '.join(sorted(REGISTRY_OPTION_KEYS))}"
-            )
+    check_registry_option(options.get("registry"))
 
 
 def is_unavailable(error: grpc.RpcError) -> bool:

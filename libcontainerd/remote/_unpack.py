@@ -17,12 +17,15 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..content.rootfs import chain_ids
-from ..errors import AlreadyExists, DigestMismatch, Error, FailedPrecondition, NotFound
-from ._content import RemoteContentStore, leased_call
-from ._pb.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
-from ._pb.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-from ._pb.containerd.types import descriptor_pb2, mount_pb2
+from libcontainerd.content.rootfs import chain_ids
+from libcontainerd.errors import AlreadyExists, DigestMismatch, Error, FailedPrecondition, NotFound
+from libcontainerd.remote._content import RemoteContentStore, leased_call
+from libcontainerd.remote._pb.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
+from libcontainerd.remote._pb.containerd.services.snapshots.v1 import (
+    snapshots_pb2,
+    snapshots_pb2_grpc,
+)
+from libcontainerd.remote._pb.containerd.types import descriptor_pb2, mount_pb2
 
 __all__ = [
     "DEFAULT_SNAPSHOTTER",

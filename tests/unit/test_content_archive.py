@@ -279,3 +279,29 @@ def test_reading_an_index_never_fails_on_an_entry(entries: list[Any]) -> None:
             plain = descriptor.platform.normalized().without_os_details()
             assert Platform.parse(descriptor.platform.format()) == plain
     select_platforms(found, "all")
+
+
+_platform_texts = st.builds(
+    lambda os, arch, variant: "/".join(p for p in (os, arch, variant) if p),
+    st.sampled_from(["linux", "windows", "Linux", "darwin", "freebsd"]),
+    st.sampled_from(["amd64", "x86_64", "arm64", "aarch64", "arm", "armhf", "386", "s390x"]),
+    st.sampled_from(["", "v6", "v7", "v8"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(_platform_texts, min_size=1, max_size=4))
+def test_selector_matches_what_it_was_asked_for(texts: list[str]) -> None:
+    parsed = [Platform.parse(text) for text in texts]
+    one = PlatformSelector.of(texts[0])
+    assert one.label == parsed[0].format()
+    assert one.match(parsed[0])
+    several = PlatformSelector.of(texts)
+    assert several.label == ", ".join(p.format() for p in parsed)
+    assert all(several.match(p) for p in parsed)
+    assert PlatformSelector.of(several) is several
+    entries = [
+        Descriptor(media_type=media.MEDIA_TYPE_OCI_MANIFEST, digest=DIGEST, size=i, platform=p)
+        for i, p in enumerate(parsed)
+    ]
+    assert select_platforms(entries, several)  # each asked-for platform is offered
