@@ -34,6 +34,7 @@ from libcontainerd.errors import (
     from_grpc_code,
 )
 from libcontainerd.remote._services import NAMESPACE_HEADER, NamespaceInterceptor, Services
+from libcontainerd.types.registry_options import REGISTRY_OPTION_KEYS, check_registry_option
 
 __all__ = [
     "DEFAULT_UNARY_TIMEOUT",
