@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from libcontainerd.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
-from libcontainerd.local._monitor import write_json_atomic
+from libcontainerd.local._monitor_protocol import write_json_atomic
 from libcontainerd.local._runtime import runtime_key
 from libcontainerd.types.container import ContainerInfo, RuntimeInfo
 from libcontainerd.types.identifiers import validate_identifier
