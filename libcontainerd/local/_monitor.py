@@ -397,6 +397,7 @@ class Monitor:
                         os.close(fd)
                 if "ok" in result:
                     self.event("/tasks/start", process_id="", pid=proc.pid)
+                    release_stdin(proc)
             return result, []
         if op == "exec-start":
             with self.events_lock:
@@ -405,6 +406,7 @@ class Monitor:
                 result = self.launch(proc, argv)
                 if "ok" in result:
                     self.event("/tasks/exec-started", process_id=proc.id, pid=proc.pid)
+                    release_stdin(proc)
             if "ok" in result:
                 self.claim(proc)
             return result, []
@@ -419,8 +421,7 @@ class Monitor:
                 return {"error": "no-console", "stderr": "the process has no terminal"}, []
             return {"ok": True}, [proc.master]
         if op == "close-stdin":
-            if "stdin" in proc.keepers:
-                os.close(proc.keepers.pop("stdin"))
+            release_stdin(proc)
             return {"ok": True}, []
         return {"error": "bad-request", "stderr": f"unknown operation {op!r}"}, []
 
@@ -461,6 +462,17 @@ class Monitor:
         for handler in self.handlers:
             handler.join()
         os._exit(0)
+
+
+def release_stdin(proc: _Proc) -> None:
+    """Drop the monitor's own end of ``proc``'s stdin FIFO.
+
+    Until the process runs, that end keeps the FIFO (and what the client already wrote)
+    alive; once the process holds its read end, the monitor must let go, or the
+    process would never read EOF when the client closes its writer.
+    """
+    if "stdin" in proc.keepers:
+        os.close(proc.keepers.pop("stdin"))
 
 
 def _oom_kills(path: str) -> int:
