@@ -34,6 +34,7 @@ import time
 from libcontainerd.local._monitor_protocol import (
     EVENTS_MAX_BYTES,
     EXIT_FILE,
+    RUNTIME_DELETED_FILE,
     append_event,
     control_address,
     now_iso,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:  # typing costs milliseconds of start-up on the hot path
     from typing import Any
 
 _PR_SET_CHILD_SUBREAPER = 36
+# Resolved once in the zygote; every forked monitor shares it.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # ------------------------------------------------------------------- the monitor
@@ -84,6 +87,9 @@ class Monitor:
         self.oom_file = ""
         self.oom_seen = 0
         self.oom_lock = threading.Lock()
+        self.spawned = threading.Event()
+        self.cleanup_done = threading.Event()
+        self.runtime_deleted = False
 
     # ------------------------------------------------------------------ utilities
 
@@ -107,6 +113,7 @@ class Monitor:
                 os.execvp(argv[0], argv)
             finally:
                 os._exit(127)
+        self.spawned.set()
         return pid
 
     def wait_pid(self, pid: int, timeout: float) -> int | None:
@@ -241,7 +248,9 @@ class Monitor:
             except ChildProcessError:
                 if self.init_done.is_set():
                     return
-                time.sleep(0.005)
+                # No child yet: sleep until the next spawn instead of polling.
+                self.spawned.wait()
+                self.spawned.clear()
                 continue
             except InterruptedError:
                 continue
@@ -270,7 +279,8 @@ class Monitor:
         if proc.id == "":
             self.check_oom()  # an OOM kill is reported before the exit it caused
         with self.events_lock:
-            write_json_atomic(os.path.join(proc.dir, EXIT_FILE), record)
+            # Not fsynced: the state directory lives for one boot, like the processes.
+            write_json_atomic(os.path.join(proc.dir, EXIT_FILE), record, durable=False)
             for fd in proc.keepers.values():
                 os.close(fd)
             proc.keepers.clear()
@@ -285,7 +295,34 @@ class Monitor:
                 exited_at=record["exited_at"],
             )
         if proc.id == "":
+            self.delete_from_runtime()
             self.init_done.set()
+            self.spawned.set()  # wake a reaper that found no child, so it can end
+
+    def delete_from_runtime(self) -> None:
+        """Once the init exited, remove the container from the runtime off the caller's path.
+
+        Skipped while an exec'd process still runs (a container sharing the host's pid
+        namespace), where ``task.delete()`` keeps deciding when it goes. The reaper is
+        still running here (``init_done`` is not set yet), so it collects the command.
+        """
+        try:
+            with self.cv:
+                running = [p for p in self.procs.values() if p.id and p.pid and p.exit is None]
+            if running:
+                return
+            null = _null_stdio()
+            try:
+                result = self.run(["delete", self.container_id], null, self.timeout)
+            finally:
+                for fd in null:
+                    os.close(fd)
+            if "ok" in result:
+                with open(os.path.join(self.task_dir, RUNTIME_DELETED_FILE), "w"):
+                    pass
+                self.runtime_deleted = True
+        finally:
+            self.cleanup_done.set()
 
     # ------------------------------------------------------------------------ oom
 
@@ -416,6 +453,9 @@ class Monitor:
                 while proc.exit is None and time.monotonic() < deadline:
                     self.cv.wait(deadline - time.monotonic())
                 return ({"ok": True, "exit": proc.exit} if proc.exit else {"error": "timeout"}), []
+        if op == "cleanup":
+            self.cleanup_done.wait(float(message.get("timeout") or self.timeout))
+            return {"ok": True, "deleted": self.runtime_deleted}, []
         if op == "console":
             if proc.master < 0:
                 return {"error": "no-console", "stderr": "the process has no terminal"}, []
@@ -428,8 +468,7 @@ class Monitor:
     # ------------------------------------------------------------------------ main
 
     def main(self, ready_fd: int) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         init = self.procs[""]
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         listener.bind(control_address(self.task_dir))
@@ -516,12 +555,14 @@ def _log_errors(path: str) -> str:
 
 
 def _run_monitor(args: dict[str, Any], ready_fd: int) -> None:
-    """In a fresh child: detach (own session, double fork) and become the monitor."""
+    """In a fresh child of the zygote: detach (own session) and become the monitor.
+
+    The zygote reaps its children automatically (SIGCHLD ignored) and the monitor is
+    adopted by init when the zygote ends, so one fork is enough to outlive the client.
+    """
+    # Inherited from the zygote; the monitor must see its own children's exits.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
-    # Double fork: the parent reaps the intermediate at once, the monitor is adopted by
-    # the nearest subreaper (or init) and outlives whoever started it.
-    if os.fork() > 0:
-        os._exit(0)
     with open(os.path.join(args["task_dir"], "monitor.pid"), "w", encoding="ascii") as f:
         f.write(str(os.getpid()))
     log = os.open(args["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -540,6 +581,8 @@ def zygote(sock_fd: int) -> None:
     """
     os.set_inheritable(sock_fd, False)
     sock = socket.socket(fileno=sock_fd)
+    # Monitors are reaped by the kernel as they end: no waitpid, no zombie.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         try:
             data, ancdata, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(4))
@@ -564,10 +607,14 @@ def zygote(sock_fd: int) -> None:
             try:
                 sock.close()
                 _run_monitor(json.loads(data), ready_fd)
+            except BaseException:
+                # stderr is the task's monitor.log by now: the client quotes it.
+                import traceback
+
+                traceback.print_exc()
             finally:
                 os._exit(1)
         os.close(ready_fd)
-        os.waitpid(pid, 0)
 
 
 def main(argv: list[str]) -> None:

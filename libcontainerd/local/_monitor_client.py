@@ -35,6 +35,7 @@ from libcontainerd.errors import (
 )
 from libcontainerd.local._events import EventLog
 from libcontainerd.local._monitor_protocol import (
+    RUNTIME_DELETED_FILE,
     create_exit,
     monitor_alive,
     now_iso,
@@ -147,6 +148,42 @@ class MonitorLink:
                 str(reply.get("stderr", "")),
             )
         return reply
+
+    def runtime_deleted(self) -> bool:
+        """Whether the monitor removed the exited container from the runtime itself.
+
+        The monitor runs ``runtime delete`` as soon as the init exits; this waits for that
+        to finish. ``False`` (the caller deletes) when the monitor skipped it, failed, or
+        is gone without having done it.
+        """
+        marker = self.task_dir / RUNTIME_DELETED_FILE
+        if marker.exists():
+            return True
+        try:
+            reply = self.request({"op": "cleanup", "timeout": self.timeout}, self.timeout + 1.0)
+        except Unavailable:
+            return marker.exists()  # it finished and exited in the meantime
+        except Error:
+            return False
+        return bool(reply.get("deleted"))
+
+    def wait_monitor_exit(self) -> None:
+        """Block (bounded by the timeout) until the task's monitor has exited.
+
+        A task's directory and control address may be reused by a new task only once
+        its old monitor is gone; it exits right after its last process was reaped.
+        """
+        try:
+            pid = int((self.task_dir / "monitor.pid").read_text(encoding="ascii"))
+            pidfd = os.pidfd_open(pid)
+        except (OSError, ValueError):
+            return
+        try:
+            # The pid may have been reused: trust the pidfd only while the monitor answers.
+            if self.alive():
+                _wait_pidfd(pidfd, time.monotonic() + self.timeout)
+        finally:
+            os.close(pidfd)
 
     def console(self) -> int:
         """The pty master of the process (a new descriptor the caller owns)."""

@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # typing costs milliseconds of start-up on the hot path
 #: The name of a process's exit record inside its directory.
 EXIT_FILE = "exit.json"
 
+#: Written in the task directory once the monitor removed the container from the runtime.
+RUNTIME_DELETED_FILE = "runtime-deleted"
+
 #: Default size at which a namespace's events file is rotated.
 EVENTS_MAX_BYTES = 8 << 20
 

@@ -395,10 +395,12 @@ class LocalTask(LocalProcess):
                 )
         else:
             result = exit_status(record)
-        try:
-            self._driver.delete(self.container_id)
-        except FailedPrecondition:
-            self._driver.delete(self.container_id, force=True)
+        if not self._link.runtime_deleted():
+            try:
+                self._driver.delete(self.container_id)
+            except FailedPrecondition:
+                self._driver.delete(self.container_id, force=True)
+        self._link.wait_monitor_exit()
         if self._io is not None:
             self._io.close()
         shutil.rmtree(self._dir, ignore_errors=True)
