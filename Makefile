@@ -1,6 +1,7 @@
 # Two entry points, both safe to run again and on a machine that has none of it (as root on Debian):
 #   make demo  - install what the quickstart needs, then run examples/quickstart.py
 #   make test  - install what the tests need, then ruff, mypy --strict and pytest
+#   make bench - every benchmark case in one run, one table (BENCH_QUICK=1: a smoke run)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,12 +15,17 @@ TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl ap
 	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest debs-demo debs-test venv clean
+.PHONY: demo test bench lint typecheck pytest debs-demo debs-test venv clean
 
 demo: debs-demo venv
 	$(PY) examples/quickstart.py
 
 test: debs-test venv lint typecheck pytest
+
+# Not part of `test`: minutes long and only meaningful on a quiet machine.
+bench: debs-test venv
+	@scripts/ensure_debs.sh podman conmon golang-go
+	$(PY) benchmarks/bench.py --json bench.json
 
 lint: venv
 	$(VENV)/bin/ruff check .
