@@ -337,6 +337,11 @@ class Zygote:
         self._sock = ours
         return ours
 
+    @property
+    def pid(self) -> int:
+        """The zygote's pid (0 before its first use)."""
+        return self._proc.pid if self._proc is not None else 0
+
     def launch(self, args: Mapping[str, Any], ready_fd: int) -> None:
         """Ask for a monitor with ``args``; it reports on ``ready_fd``."""
         payload = json.dumps(args).encode()
