@@ -94,6 +94,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")))
     parser.add_argument("--only", nargs="*", default=None, help="case ids to run (default: all)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="NAME=N",
+        help="override a count or size (rounds, lifecycles, parallel, pull_mib, ingest_mib, "
+        "events, fresh, imports, new_clients, rss_lifecycles)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("make bench needs root (containerd, runc, crun)")
@@ -104,6 +112,11 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="lcd-bench-") as tmp,
         Context(Path(tmp), quick=args.quick, here=HERE) as context,
     ):
+        for override in args.set:
+            name, _, value = override.partition("=")
+            if not isinstance(getattr(context, name, None), int):
+                sys.exit(f"--set {override}: {name} is not a count or size of the bench")
+            setattr(context, name, int(value))
         for case_id, run in CASES:
             if args.only and case_id not in args.only:
                 continue
@@ -120,6 +133,7 @@ def main() -> None:
         json.dumps(
             {
                 "quick": args.quick,
+                "overrides": args.set,
                 "environment": environment,
                 "rows": [row.as_dict() for row in rows],
             },

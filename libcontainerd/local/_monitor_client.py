@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import libcontainerd
 from libcontainerd.errors import (
     DeadlineExceeded,
     Error,
@@ -51,7 +50,7 @@ __all__ = ["ALIVE", "MonitorLink", "Zygote", "exit_status", "spawn_monitor"]
 ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING)
 
 # The zygote runs with the standard library alone (-I -S): it finds this package by path.
-_PACKAGE_PARENT = str(Path(libcontainerd.__file__).resolve().parent.parent)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from libcontainerd.local._monitor import main; main(sys.argv[1:])"
