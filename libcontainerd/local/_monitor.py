@@ -22,7 +22,6 @@ import ctypes
 import fcntl
 import json
 import os
-import select
 import signal
 import socket
 import struct
@@ -31,6 +30,7 @@ import termios
 import threading
 import time
 
+from libcontainerd.local._monitor_oom import OomWatcher
 from libcontainerd.local._monitor_protocol import (
     EVENTS_MAX_BYTES,
     EXIT_FILE,
@@ -84,9 +84,7 @@ class Monitor:
         self.events_lock = threading.Lock()
         self.init_done = threading.Event()
         self.handlers: list[threading.Thread] = []
-        self.oom_file = ""
-        self.oom_seen = 0
-        self.oom_lock = threading.Lock()
+        self.oom = OomWatcher(lambda: self.event("/tasks/oom"))
         self.spawned = threading.Event()
         self.cleanup_done = threading.Event()
         self.runtime_deleted = False
@@ -277,7 +275,7 @@ class Monitor:
             code = 128 - code
         record = {"code": code, "exited_at": now_iso(), "pid": proc.pid}
         if proc.id == "":
-            self.check_oom()  # an OOM kill is reported before the exit it caused
+            self.oom.check()  # an OOM kill is reported before the exit it caused
         with self.events_lock:
             # Not fsynced: the state directory lives for one boot, like the processes.
             write_json_atomic(os.path.join(proc.dir, EXIT_FILE), record, durable=False)
@@ -323,58 +321,6 @@ class Monitor:
                 self.runtime_deleted = True
         finally:
             self.cleanup_done.set()
-
-    # ------------------------------------------------------------------------ oom
-
-    def check_oom(self) -> None:
-        """Publish ``/tasks/oom`` when the cgroup's OOM-kill counter went up."""
-        if not self.oom_file:
-            return
-        with self.oom_lock:
-            count = _oom_kills(self.oom_file)
-            if count > self.oom_seen:
-                self.oom_seen = count
-                self.event("/tasks/oom")
-
-    def watch_oom(self, pid: int) -> None:
-        """Wait for OOM notifications of the init's memory cgroup (v1 eventfd, v2 poll).
-
-        Best effort: any failure (no memory controller, old kernel) disables OOM events.
-        """
-        try:
-            with open(f"/proc/{pid}/cgroup", encoding="ascii") as f:
-                lines = f.read().splitlines()
-            v1 = v2 = None
-            for line in lines:
-                _num, controllers, path = line.split(":", 2)
-                if "memory" in controllers.split(","):
-                    v1 = path
-                elif controllers == "":
-                    v2 = path
-            if v1 is not None:
-                base = "/sys/fs/cgroup/memory" + v1
-                self.oom_file = base + "/memory.oom_control"
-                self.oom_seen = _oom_kills(self.oom_file)
-                efd = os.eventfd(0, os.EFD_CLOEXEC)
-                ofd = os.open(self.oom_file, os.O_RDONLY | os.O_CLOEXEC)
-                with open(base + "/cgroup.event_control", "w", encoding="ascii") as f:
-                    f.write(f"{efd} {ofd}")
-                while not self.init_done.is_set():
-                    os.eventfd_read(efd)  # also fires when the cgroup is removed
-                    self.check_oom()
-            elif v2 is not None:
-                self.oom_file = "/sys/fs/cgroup" + v2 + "/memory.events"
-                self.oom_seen = _oom_kills(self.oom_file)
-                fd = os.open(self.oom_file, os.O_RDONLY | os.O_CLOEXEC)
-                poller = select.poll()
-                poller.register(fd, select.POLLPRI | select.POLLERR)
-                while not self.init_done.is_set():
-                    poller.poll()
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    os.read(fd, 4096)
-                    self.check_oom()
-        except (OSError, ValueError):
-            return
 
     # -------------------------------------------------------------------- control
 
@@ -494,7 +440,9 @@ class Monitor:
         os.close(ready_fd)
         if "error" in result:
             os._exit(1)
-        threading.Thread(target=self.watch_oom, args=(init.pid,), daemon=True).start()
+        threading.Thread(
+            target=self.oom.watch, args=(init.pid, self.init_done), daemon=True
+        ).start()
         self.claim(init)
         threading.Thread(target=self.serve, args=(listener,), daemon=True).start()
         reaper.join()
@@ -512,19 +460,6 @@ def release_stdin(proc: _Proc) -> None:
     """
     if "stdin" in proc.keepers:
         os.close(proc.keepers.pop("stdin"))
-
-
-def _oom_kills(path: str) -> int:
-    """The ``oom_kill`` counter of a v1 ``memory.oom_control`` or v2 ``memory.events``."""
-    try:
-        with open(path, encoding="ascii") as f:
-            for line in f:
-                name, _, value = line.partition(" ")
-                if name == "oom_kill":
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _null_stdio() -> tuple[int, int, int]:
