@@ -4,6 +4,7 @@
 #   make test        - install what the tests need, then ruff, mypy --strict, pytest, and the
 #                      unit suite again under Debian's own python3 (when .venv uses another one)
 #   make fresh-check - the README's set-up commands in a new minimal Debian bookworm root
+#   make bench       - every benchmark case in one run, one table (BENCH_QUICK=1: a smoke run)
 # Debian packages are installed without starting or enabling their services (scripts/ensure_debs.sh).
 
 SHELL := /bin/bash
@@ -26,8 +27,8 @@ SYSTEM_PYTEST_ARGS ?= tests/unit
 python_id = $(shell $(1) -c 'import sys; print(sys.base_prefix, sys.version)' 2>/dev/null)
 SYSTEM_DIFFERS = $(if $(filter-out $(call python_id,$(PYTHON)),$(call python_id,$(SYSTEM_PYTHON))),yes)
 
-.PHONY: demo test setup-demo setup-test lint typecheck pytest pytest-system debs-demo debs-test \
-	venv venv-system fresh-check clean
+.PHONY: demo test bench setup-demo setup-test lint typecheck pytest pytest-system debs-demo \
+	debs-test venv venv-system fresh-check clean
 
 demo: debs-demo venv
 	$(PY) examples/quickstart.py
@@ -37,6 +38,11 @@ test: debs-test venv lint typecheck pytest pytest-system
 setup-demo: debs-demo venv
 
 setup-test: debs-test venv $(if $(SYSTEM_DIFFERS),venv-system)
+
+# Not part of `test`: minutes long and only meaningful on a quiet machine.
+bench: debs-test venv
+	@scripts/ensure_debs.sh podman conmon golang-go
+	$(PY) benchmarks/bench.py --json bench.json
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -67,8 +67,9 @@ def _cli(work: Path, runtime: str, bundle: Path) -> Callable[[int], None]:
     return one
 
 
-def _podman(rootfs: Path) -> Callable[[int], None]:
-    command = [
+def podman_command(rootfs: Path) -> list[str]:
+    """``podman run`` of ``/bin/true`` on ``rootfs`` (the ulimits podman needs here)."""
+    return [
         "podman",
         "run",
         "--rm",
@@ -81,6 +82,10 @@ def _podman(rootfs: Path) -> Callable[[int], None]:
         str(rootfs),
         "/bin/true",
     ]
+
+
+def _podman(rootfs: Path) -> Callable[[int], None]:
+    command = podman_command(rootfs)
 
     def one(_: int) -> None:
         subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -25,7 +26,7 @@ from libcontainerd.testing import build_image, start_containerd, start_registry
 NAMESPACE = "bench"
 
 
-def _build_and_push(work: Path, registry_host: str, layers: int, layer_mib: int) -> str:
+def build_and_push(work: Path, registry_host: str, layers: int, layer_mib: int) -> str:
     """Build the image (incompressible data, so gzip does not shrink it) and push it."""
     extra = [{f"data/layer{i}.bin": os.urandom(layer_mib << 20)} for i in range(layers - 1)]
     build_image(work / "layout", extra_layers=extra)
@@ -45,16 +46,17 @@ def _build_and_push(work: Path, registry_host: str, layers: int, layer_mib: int)
     return ref
 
 
-def _time_sdk(work: Path, ref: str) -> float:
+def time_sdk_pull(work: Path, ref: str) -> tuple[float, float]:
     with start_containerd(Path(tempfile.mkdtemp(dir=work))) as daemon:
         client = libcontainerd.new_client("remote", address=daemon.address, namespace=NAMESPACE)
         with client:
+            cpu = time.process_time()
             started = time.perf_counter()
             client.images.pull(ref)
-            return time.perf_counter() - started
+            return time.perf_counter() - started, time.process_time() - cpu
 
 
-def _time_ctr(work: Path, ref: str) -> float:
+def time_ctr_pull(work: Path, ref: str) -> tuple[float, float]:
     with start_containerd(Path(tempfile.mkdtemp(dir=work))) as daemon:
         command = [
             "ctr",
@@ -67,9 +69,13 @@ def _time_ctr(work: Path, ref: str) -> float:
             "--plain-http",
             ref,
         ]
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - started
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+        return wall, cpu
 
 
 def main() -> None:
@@ -83,12 +89,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lcd-bench-") as tmp:
         work = Path(tmp)
         with start_registry(work / "registry") as registry:
-            ref = _build_and_push(work, registry.host, args.layers, args.layer_mib)
+            ref = build_and_push(work, registry.host, args.layers, args.layer_mib)
             sdk: list[float] = []
             ctr: list[float] = []
             for _ in range(args.runs):
-                sdk.append(_time_sdk(work, ref))
-                ctr.append(_time_ctr(work, ref))
+                sdk.append(time_sdk_pull(work, ref)[0])
+                ctr.append(time_ctr_pull(work, ref)[0])
     total = (args.layers - 1) * args.layer_mib
     print(f"image: {args.layers} layers, ~{total} MiB of data; runs: {args.runs}")
     print(

@@ -3,32 +3,55 @@
 ``new_client()`` picks the backend at runtime: ``remote`` talks gRPC to a
 containerd daemon, ``local`` drives an OCI runtime (runc, crun) with no daemon.
 Both implement :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
+
+Names are loaded on first use (PEP 562), so ``import libcontainerd`` costs only
+what a caller touches.
 """
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+import importlib
 
-from . import errors, system, types
-from ._factory import new_async_client, new_client
-from .client import (
-    AsyncClient,
-    AsyncContainer,
-    AsyncImageService,
-    AsyncProcess,
-    AsyncTask,
-    Client,
-    Container,
-    ImageService,
-    Process,
-    Task,
-)
-from .config import ClientConfig
+# typing itself costs milliseconds at import; mypy reads this flag as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-try:
-    __version__ = _metadata.version("libcontainerd")
-except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+    from libcontainerd import errors, system, types
+    from libcontainerd._factory import new_async_client, new_client
+    from libcontainerd.client import (
+        AsyncClient,
+        AsyncContainer,
+        AsyncImageService,
+        AsyncProcess,
+        AsyncTask,
+        Client,
+        Container,
+        ImageService,
+        Process,
+        Task,
+    )
+    from libcontainerd.config import ClientConfig
+
+    __version__: str
+
+#: Where each exported name lives; the module is imported when the name is first read.
+_LAZY: dict[str, str] = {
+    "AsyncClient": "libcontainerd.client",
+    "AsyncContainer": "libcontainerd.client",
+    "AsyncImageService": "libcontainerd.client",
+    "AsyncProcess": "libcontainerd.client",
+    "AsyncTask": "libcontainerd.client",
+    "Client": "libcontainerd.client",
+    "Container": "libcontainerd.client",
+    "ImageService": "libcontainerd.client",
+    "Process": "libcontainerd.client",
+    "Task": "libcontainerd.client",
+    "ClientConfig": "libcontainerd.config",
+    "new_async_client": "libcontainerd._factory",
+    "new_client": "libcontainerd._factory",
+}
+_SUBMODULES = frozenset({"errors", "system", "types"})
 
 __all__ = [
     "AsyncClient",
@@ -49,3 +72,30 @@ __all__ = [
     "system",
     "types",
 ]
+
+
+def _installed_version() -> str:
+    # importlib.metadata costs tens of milliseconds: paid only by who asks for the version.
+    from importlib import metadata
+
+    try:
+        return metadata.version("libcontainerd")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _installed_version()
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"libcontainerd.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'libcontainerd' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

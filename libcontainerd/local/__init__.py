@@ -30,9 +30,14 @@ CRIU does not work on this machine.
 
 from __future__ import annotations
 
-from libcontainerd.config import ClientConfig
-from libcontainerd.local._async import AsyncLocalClient
-from libcontainerd.local._client import LocalClient, LocalContainer, LocalProcess, LocalTask
+# typing itself costs milliseconds at import; mypy reads this flag as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from libcontainerd.config import ClientConfig
+    from libcontainerd.local._async import AsyncLocalClient
+    from libcontainerd.local._client import LocalClient
+    from libcontainerd.local._container import LocalContainer
+    from libcontainerd.local._process import LocalProcess, LocalTask
 
 __all__ = [
     "AsyncLocalClient",
@@ -44,12 +49,39 @@ __all__ = [
     "create_client",
 ]
 
+#: Where each class lives. Loaded on first use: the monitor imports modules of this
+#: package with the standard library alone, so nothing may be imported here eagerly.
+_LAZY = {
+    "AsyncLocalClient": "libcontainerd.local._async",
+    "LocalClient": "libcontainerd.local._client",
+    "LocalContainer": "libcontainerd.local._container",
+    "LocalProcess": "libcontainerd.local._process",
+    "LocalTask": "libcontainerd.local._process",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'libcontainerd.local' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 def create_client(config: ClientConfig) -> LocalClient:
     """A blocking local client for ``config``."""
+    from libcontainerd.local._client import LocalClient
+
     return LocalClient(config)
 
 
 def create_async_client(config: ClientConfig) -> AsyncLocalClient:
     """An asyncio local client for ``config``."""
+    from libcontainerd.local._async import AsyncLocalClient
+    from libcontainerd.local._client import LocalClient
+
     return AsyncLocalClient(LocalClient(config))

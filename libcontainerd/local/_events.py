@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from libcontainerd.local._monitor import EVENTS_MAX_BYTES, append_event, now_iso
+from libcontainerd.local._monitor_protocol import EVENTS_MAX_BYTES, append_event, now_iso
 from libcontainerd.local._store import matches_filters
 from libcontainerd.types.events import Event
 

@@ -1,21 +1,17 @@
 """The per-container monitor of the local backend (standard library only).
 
-The client starts this file as a script (``python -I -S _monitor.py <json> <ready-fd>``)
-so its start-up imports nothing beyond the standard library. The monitor detaches from the
-client (own session, double fork), becomes a child subreaper, creates the container with
-the OCI runtime, then owns it: the container's stdio, the reaping of its init and of every
-exec'd process, and the durable record of each exit (``exit.json``, written then renamed).
+A per-client zygote (``--zygote``, see :func:`zygote`) forks one monitor per task. The
+monitor detaches from the client (own session, double fork), becomes a child subreaper,
+creates the container with the OCI runtime, then owns it: the container's stdio, the
+reaping of its init and of every exec'd process, and the durable record of each exit
+(``exit.json``, written then renamed).
 
-Clients talk to it over an abstract unix socket (one JSON request per connection):
-``start``, ``exec-prepare``, ``exec-start``, ``wait``, ``console`` (the pty master, sent
-with SCM_RIGHTS) and ``close-stdin``. Task events (create, start, exec-started, exit) are
-appended by the monitor to the namespace's events file so they are ordered per container.
-The monitor exits once the init and every other child have been reaped.
-
-The helpers :func:`append_event`, :func:`write_json_atomic`, :func:`read_exit`,
-:func:`create_exit`, :func:`monitor_alive`, :func:`control_address` and :func:`request`
-are shared with the client so that the file
-formats have a single definition.
+Clients talk to it over an abstract unix socket (one JSON request per connection, see
+:mod:`libcontainerd.local._monitor_protocol`): ``start``, ``exec-prepare``,
+``exec-start``, ``wait``, ``console`` (the pty master, sent with SCM_RIGHTS) and
+``close-stdin``. Task events (create, start, exec-started, exit) are appended by the
+monitor to the namespace's events file so they are ordered per container. The monitor
+exits once the init and every other child have been reaped.
 """
 
 from __future__ import annotations
@@ -23,11 +19,9 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
-import datetime as _dt
 import fcntl
 import json
 import os
-import select
 import signal
 import socket
 import struct
@@ -36,175 +30,24 @@ import termios
 import threading
 import time
 
+from libcontainerd.local._monitor_oom import OomWatcher
+from libcontainerd.local._monitor_protocol import (
+    EVENTS_MAX_BYTES,
+    EXIT_FILE,
+    RUNTIME_DELETED_FILE,
+    append_event,
+    control_address,
+    now_iso,
+    write_json_atomic,
+)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds of start-up on the hot path
     from typing import Any
 
 _PR_SET_CHILD_SUBREAPER = 36
-_EXIT_FILE = "exit.json"
-
-#: Default size at which a namespace's events file is rotated.
-EVENTS_MAX_BYTES = 8 << 20
-
-
-# ----------------------------------------------------------------- shared helpers
-
-
-def now_iso() -> str:
-    """The current UTC time in ISO 8601 form."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat()
-
-
-def write_json_atomic(path: str, value: Any, *, durable: bool = True) -> None:
-    """Write ``value`` as JSON to ``path`` crash-safely: temp file, fsync, rename, dir fsync.
-
-    ``durable=False`` skips the fsyncs (still atomic) for files that are rebuilt anyway.
-    """
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(8).hex()}.tmp")
-    data = json.dumps(value, sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    if not durable:
-        return
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def read_exit(directory: str) -> dict[str, Any] | None:
-    """The exit record in ``directory`` (``{"code", "exited_at", "pid"}``), or ``None``."""
-    try:
-        with open(os.path.join(directory, _EXIT_FILE), encoding="utf-8") as f:
-            value = json.load(f)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def create_exit(directory: str, record: dict[str, Any]) -> bool:
-    """Store ``record`` as the exit record in ``directory`` unless one exists already.
-
-    Returns whether this call created it. Linking a complete temp file into place makes
-    the record appear whole and lets exactly one of several racing writers win.
-    """
-    path = os.path.join(directory, _EXIT_FILE)
-    tmp = os.path.join(directory, f".{_EXIT_FILE}.{os.urandom(8).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(record, sort_keys=True).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    return True
-
-
-def monitor_alive(task_dir: str) -> bool:
-    """Whether the monitor of the task in ``task_dir`` still listens."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(control_address(task_dir))
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return True
-
-
-def append_event(path: str, record: dict[str, Any], *, max_bytes: int = EVENTS_MAX_BYTES) -> None:
-    """Append one event as a JSON line to the events file ``path`` (under an exclusive lock).
-
-    Once the file reaches ``max_bytes`` it is renamed to ``<path>.1`` (replacing the
-    previous one) under the same lock, so the next event starts a new file. A writer that
-    opened the file just before a rotation notices the changed inode once it holds the
-    lock and writes to the new file instead: the rotated file never grows again, which is
-    what lets readers finish it and move on (see ``LocalEventStream``).
-    """
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    while True:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            mine = os.fstat(fd)
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                continue
-            if (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
-                continue
-            os.write(fd, line)
-            if mine.st_size + len(line) >= max_bytes:
-                os.rename(path, path + ".1")
-            return
-        finally:
-            os.close(fd)
-
-
-def control_address(task_dir: str) -> bytes:
-    """The abstract socket address of the monitor of the task in ``task_dir``.
-
-    Abstract addresses have no 108-byte path limit and vanish with the monitor.
-    """
-    return b"\0libcontainerd-monitor-" + _fnv128(os.path.abspath(task_dir).encode())
-
-
-def _fnv128(data: bytes) -> bytes:
-    """A 128-bit FNV-1a digest in hex (hashlib costs milliseconds of start-up here)."""
-    value = 0x6C62272E07BB014262B821756295C58D
-    for byte in data:
-        value = ((value ^ byte) * 0x0000000001000000000000000000013B) & ((1 << 128) - 1)
-    return b"%032x" % value
-
-
-def request(
-    task_dir: str, message: dict[str, Any], *, timeout: float | None, fds: int = 0
-) -> tuple[dict[str, Any], list[int]]:
-    """Send ``message`` to the monitor and return its reply and any file descriptors.
-
-    Raises :class:`ConnectionError` when no monitor listens (it exited) and
-    :class:`TimeoutError` after ``timeout`` seconds.
-    """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(control_address(task_dir))
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        buf = b""
-        received: list[int] = []
-        while not buf.endswith(b"\n"):
-            data, ancdata, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(4 * max(fds, 1)))
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    got = array.array("i")
-                    got.frombytes(payload[: len(payload) - len(payload) % 4])
-                    received.extend(got)
-            if not data:
-                raise ConnectionError("the monitor closed the connection without a reply")
-            buf += data
-        reply = json.loads(buf)
-        return (reply if isinstance(reply, dict) else {}), received
-    except TimeoutError as exc:
-        raise TimeoutError(str(exc)) from exc
-    finally:
-        sock.close()
+# Resolved once in the zygote; every forked monitor shares it.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 # ------------------------------------------------------------------- the monitor
@@ -241,9 +84,10 @@ class Monitor:
         self.events_lock = threading.Lock()
         self.init_done = threading.Event()
         self.handlers: list[threading.Thread] = []
-        self.oom_file = ""
-        self.oom_seen = 0
-        self.oom_lock = threading.Lock()
+        self.oom = OomWatcher(lambda: self.event("/tasks/oom"))
+        self.spawned = threading.Event()
+        self.cleanup_done = threading.Event()
+        self.runtime_deleted = False
 
     # ------------------------------------------------------------------ utilities
 
@@ -267,6 +111,7 @@ class Monitor:
                 os.execvp(argv[0], argv)
             finally:
                 os._exit(127)
+        self.spawned.set()
         return pid
 
     def wait_pid(self, pid: int, timeout: float) -> int | None:
@@ -401,7 +246,9 @@ class Monitor:
             except ChildProcessError:
                 if self.init_done.is_set():
                     return
-                time.sleep(0.005)
+                # No child yet: sleep until the next spawn instead of polling.
+                self.spawned.wait()
+                self.spawned.clear()
                 continue
             except InterruptedError:
                 continue
@@ -428,9 +275,10 @@ class Monitor:
             code = 128 - code
         record = {"code": code, "exited_at": now_iso(), "pid": proc.pid}
         if proc.id == "":
-            self.check_oom()  # an OOM kill is reported before the exit it caused
+            self.oom.check()  # an OOM kill is reported before the exit it caused
         with self.events_lock:
-            write_json_atomic(os.path.join(proc.dir, _EXIT_FILE), record)
+            # Not fsynced: the state directory lives for one boot, like the processes.
+            write_json_atomic(os.path.join(proc.dir, EXIT_FILE), record, durable=False)
             for fd in proc.keepers.values():
                 os.close(fd)
             proc.keepers.clear()
@@ -445,59 +293,34 @@ class Monitor:
                 exited_at=record["exited_at"],
             )
         if proc.id == "":
+            self.delete_from_runtime()
             self.init_done.set()
+            self.spawned.set()  # wake a reaper that found no child, so it can end
 
-    # ------------------------------------------------------------------------ oom
+    def delete_from_runtime(self) -> None:
+        """Once the init exited, remove the container from the runtime off the caller's path.
 
-    def check_oom(self) -> None:
-        """Publish ``/tasks/oom`` when the cgroup's OOM-kill counter went up."""
-        if not self.oom_file:
-            return
-        with self.oom_lock:
-            count = _oom_kills(self.oom_file)
-            if count > self.oom_seen:
-                self.oom_seen = count
-                self.event("/tasks/oom")
-
-    def watch_oom(self, pid: int) -> None:
-        """Wait for OOM notifications of the init's memory cgroup (v1 eventfd, v2 poll).
-
-        Best effort: any failure (no memory controller, old kernel) disables OOM events.
+        Skipped while an exec'd process still runs (a container sharing the host's pid
+        namespace), where ``task.delete()`` keeps deciding when it goes. The reaper is
+        still running here (``init_done`` is not set yet), so it collects the command.
         """
         try:
-            with open(f"/proc/{pid}/cgroup", encoding="ascii") as f:
-                lines = f.read().splitlines()
-            v1 = v2 = None
-            for line in lines:
-                _num, controllers, path = line.split(":", 2)
-                if "memory" in controllers.split(","):
-                    v1 = path
-                elif controllers == "":
-                    v2 = path
-            if v1 is not None:
-                base = "/sys/fs/cgroup/memory" + v1
-                self.oom_file = base + "/memory.oom_control"
-                self.oom_seen = _oom_kills(self.oom_file)
-                efd = os.eventfd(0, os.EFD_CLOEXEC)
-                ofd = os.open(self.oom_file, os.O_RDONLY | os.O_CLOEXEC)
-                with open(base + "/cgroup.event_control", "w", encoding="ascii") as f:
-                    f.write(f"{efd} {ofd}")
-                while not self.init_done.is_set():
-                    os.eventfd_read(efd)  # also fires when the cgroup is removed
-                    self.check_oom()
-            elif v2 is not None:
-                self.oom_file = "/sys/fs/cgroup" + v2 + "/memory.events"
-                self.oom_seen = _oom_kills(self.oom_file)
-                fd = os.open(self.oom_file, os.O_RDONLY | os.O_CLOEXEC)
-                poller = select.poll()
-                poller.register(fd, select.POLLPRI | select.POLLERR)
-                while not self.init_done.is_set():
-                    poller.poll()
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    os.read(fd, 4096)
-                    self.check_oom()
-        except (OSError, ValueError):
-            return
+            with self.cv:
+                running = [p for p in self.procs.values() if p.id and p.pid and p.exit is None]
+            if running:
+                return
+            null = _null_stdio()
+            try:
+                result = self.run(["delete", self.container_id], null, self.timeout)
+            finally:
+                for fd in null:
+                    os.close(fd)
+            if "ok" in result:
+                with open(os.path.join(self.task_dir, RUNTIME_DELETED_FILE), "w"):
+                    pass
+                self.runtime_deleted = True
+        finally:
+            self.cleanup_done.set()
 
     # -------------------------------------------------------------------- control
 
@@ -557,6 +380,7 @@ class Monitor:
                         os.close(fd)
                 if "ok" in result:
                     self.event("/tasks/start", process_id="", pid=proc.pid)
+                    release_stdin(proc)
             return result, []
         if op == "exec-start":
             with self.events_lock:
@@ -565,6 +389,7 @@ class Monitor:
                 result = self.launch(proc, argv)
                 if "ok" in result:
                     self.event("/tasks/exec-started", process_id=proc.id, pid=proc.pid)
+                    release_stdin(proc)
             if "ok" in result:
                 self.claim(proc)
             return result, []
@@ -574,21 +399,22 @@ class Monitor:
                 while proc.exit is None and time.monotonic() < deadline:
                     self.cv.wait(deadline - time.monotonic())
                 return ({"ok": True, "exit": proc.exit} if proc.exit else {"error": "timeout"}), []
+        if op == "cleanup":
+            self.cleanup_done.wait(float(message.get("timeout") or self.timeout))
+            return {"ok": True, "deleted": self.runtime_deleted}, []
         if op == "console":
             if proc.master < 0:
                 return {"error": "no-console", "stderr": "the process has no terminal"}, []
             return {"ok": True}, [proc.master]
         if op == "close-stdin":
-            if "stdin" in proc.keepers:
-                os.close(proc.keepers.pop("stdin"))
+            release_stdin(proc)
             return {"ok": True}, []
         return {"error": "bad-request", "stderr": f"unknown operation {op!r}"}, []
 
     # ------------------------------------------------------------------------ main
 
     def main(self, ready_fd: int) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         init = self.procs[""]
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         listener.bind(control_address(self.task_dir))
@@ -614,7 +440,9 @@ class Monitor:
         os.close(ready_fd)
         if "error" in result:
             os._exit(1)
-        threading.Thread(target=self.watch_oom, args=(init.pid,), daemon=True).start()
+        threading.Thread(
+            target=self.oom.watch, args=(init.pid, self.init_done), daemon=True
+        ).start()
         self.claim(init)
         threading.Thread(target=self.serve, args=(listener,), daemon=True).start()
         reaper.join()
@@ -623,17 +451,15 @@ class Monitor:
         os._exit(0)
 
 
-def _oom_kills(path: str) -> int:
-    """The ``oom_kill`` counter of a v1 ``memory.oom_control`` or v2 ``memory.events``."""
-    try:
-        with open(path, encoding="ascii") as f:
-            for line in f:
-                name, _, value = line.partition(" ")
-                if name == "oom_kill":
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
+def release_stdin(proc: _Proc) -> None:
+    """Drop the monitor's own end of ``proc``'s stdin FIFO.
+
+    Until the process runs, that end keeps the FIFO (and what the client already wrote)
+    alive; once the process holds its read end, the monitor must let go, or the
+    process would never read EOF when the client closes its writer.
+    """
+    if "stdin" in proc.keepers:
+        os.close(proc.keepers.pop("stdin"))
 
 
 def _null_stdio() -> tuple[int, int, int]:
@@ -664,12 +490,14 @@ def _log_errors(path: str) -> str:
 
 
 def _run_monitor(args: dict[str, Any], ready_fd: int) -> None:
-    """In a fresh child: detach (own session, double fork) and become the monitor."""
+    """In a fresh child of the zygote: detach (own session) and become the monitor.
+
+    The zygote reaps its children automatically (SIGCHLD ignored) and the monitor is
+    adopted by init when the zygote ends, so one fork is enough to outlive the client.
+    """
+    # Inherited from the zygote; the monitor must see its own children's exits.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
-    # Double fork: the parent reaps the intermediate at once, the monitor is adopted by
-    # the nearest subreaper (or init) and outlives whoever started it.
-    if os.fork() > 0:
-        os._exit(0)
     with open(os.path.join(args["task_dir"], "monitor.pid"), "w", encoding="ascii") as f:
         f.write(str(os.getpid()))
     log = os.open(args["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -688,6 +516,8 @@ def zygote(sock_fd: int) -> None:
     """
     os.set_inheritable(sock_fd, False)
     sock = socket.socket(fileno=sock_fd)
+    # Monitors are reaped by the kernel as they end: no waitpid, no zombie.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         try:
             data, ancdata, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(4))
@@ -712,20 +542,20 @@ def zygote(sock_fd: int) -> None:
             try:
                 sock.close()
                 _run_monitor(json.loads(data), ready_fd)
+            except BaseException:
+                # stderr is the task's monitor.log by now: the client quotes it.
+                import traceback
+
+                traceback.print_exc()
             finally:
                 os._exit(1)
         os.close(ready_fd)
-        os.waitpid(pid, 0)
 
 
 def main(argv: list[str]) -> None:
-    """Entry point: ``_monitor.py --zygote <socket fd>``."""
+    """Entry point: ``[<name>, "--zygote", <socket fd>]`` (started by the client's Zygote)."""
     if len(argv) == 3 and argv[1] == "--zygote":
         zygote(int(argv[2]))
         return
-    sys.stderr.write("usage: _monitor.py --zygote <fd> (started by libcontainerd)\n")
+    sys.stderr.write("usage: --zygote <fd> (the local backend starts this itself)\n")
     sys.exit(2)
-
-
-if __name__ == "__main__":
-    main(sys.argv)

@@ -1,4 +1,8 @@
-"""Client-side stdio of local tasks: FIFO and pty streams, plus cgroup statistics."""
+"""Client-side stdio of local tasks: the stdio record, FIFO and pty streams, cgroup stats.
+
+A task's or exec'd process's stdio is kept as a small JSON record (``stdio_record``) so
+a later client re-attaches the way the process was made (``open_io``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,81 @@ import io
 import os
 import struct
 import termios
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from libcontainerd.errors import NotFound
+from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.types.stats import Stats
+from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
 
-__all__ = ["FifoIO", "TtyReader", "open_fifo_reader", "open_fifo_writer", "read_cgroup_stats"]
+__all__ = [
+    "FifoIO",
+    "TtyReader",
+    "check_terminal",
+    "make_fifos",
+    "open_fifo_reader",
+    "open_fifo_writer",
+    "open_io",
+    "read_cgroup_stats",
+    "stdio_record",
+    "with_console_size",
+]
+
+
+def stdio_record(stdio: Stdio) -> dict[str, Any]:
+    """The JSON record of ``stdio`` (what the monitor and a re-attaching client read)."""
+    if isinstance(stdio, NullIO):
+        return {"kind": "null"}
+    if isinstance(stdio, FileIO):
+        return {
+            "kind": "file",
+            "stdout": str(stdio.stdout),
+            "stderr": str(stdio.stderr or stdio.stdout),
+        }
+    if isinstance(stdio, PipedIO):
+        return {
+            "kind": "piped",
+            "stdin": stdio.stdin,
+            "stdout": stdio.stdout,
+            "stderr": stdio.stderr,
+        }
+    if isinstance(stdio, TerminalIO):
+        return {"kind": "tty", "stdin": stdio.stdin, "width": stdio.width, "height": stdio.height}
+    raise InvalidArgument(
+        f"stdio must be NullIO, FileIO, PipedIO or TerminalIO, not {type(stdio).__name__}"
+    )
+
+
+def check_terminal(stdio: Stdio, process: Mapping[str, Any], what: str) -> None:
+    """``InvalidArgument`` unless a terminal is asked for by both or by neither."""
+    wants = bool(process.get("terminal", False))
+    if wants and not isinstance(stdio, TerminalIO):
+        raise InvalidArgument(
+            f"{what} asks for a terminal (process.terminal is true) but stdio is "
+            f"{type(stdio).__name__}; pass stdio=TerminalIO() or drop oci.with_tty()"
+        )
+    if isinstance(stdio, TerminalIO) and not wants:
+        raise InvalidArgument(
+            f"stdio is TerminalIO but {what} has process.terminal false; add oci.with_tty()"
+        )
+
+
+def with_console_size(process: Mapping[str, Any], stdio: Stdio) -> dict[str, Any]:
+    """``process`` with the terminal's size, so the process sees it from its first moment."""
+    result = dict(process)
+    if isinstance(stdio, TerminalIO):
+        result["consoleSize"] = {"height": stdio.height, "width": stdio.width}
+    return result
+
+
+def make_fifos(directory: Path, stdio: Mapping[str, Any]) -> None:
+    """Create the FIFOs a piped ``stdio`` record names, in ``directory``."""
+    if stdio["kind"] != "piped":
+        return
+    for name in ("stdin", "stdout", "stderr"):
+        if stdio.get(name):
+            os.mkfifo(directory / name, 0o600)
 
 
 def _blocking(fd: int) -> int:
@@ -230,3 +302,24 @@ def _drop_none(value: dict[str, Any]) -> None:
             del value[key]
         elif isinstance(item, dict):
             _drop_none(item)
+
+
+def open_io(directory: Path, stdio: Mapping[str, Any], master: int | None) -> FifoIO | None:
+    """The client's streams for a ``stdio`` record (``None`` for null and file stdio).
+
+    For a terminal, ``master`` is the pty master (owned from now on); ``None`` or a
+    negative value leaves the terminal to be attached later.
+    """
+    kind = stdio["kind"]
+    if kind == "piped":
+        stdin = open_fifo_writer(directory / "stdin") if stdio.get("stdin") else None
+        stdout = open_fifo_reader(directory / "stdout") if stdio.get("stdout") else None
+        stderr = open_fifo_reader(directory / "stderr") if stdio.get("stderr") else None
+        return FifoIO(stdin, stdout, stderr)
+    if kind == "tty":
+        if master is None or master < 0:
+            return FifoIO(None, None, None, master=-1)
+        streams = FifoIO(None, None, None)
+        streams.set_terminal(master, stdin=bool(stdio.get("stdin")))
+        return streams
+    return None

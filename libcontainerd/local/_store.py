@@ -22,12 +22,19 @@ from typing import Any
 
 from libcontainerd.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
 from libcontainerd.filters import matches_filters
-from libcontainerd.local._monitor import write_json_atomic
+from libcontainerd.local._monitor_protocol import write_json_atomic
 from libcontainerd.local._runtime import runtime_key
 from libcontainerd.types.container import ContainerInfo, RuntimeInfo
 from libcontainerd.types.identifiers import validate_identifier
 
-__all__ = ["ContainerStore", "Layout", "default_root", "default_state", "matches_filters"]
+__all__ = [
+    "ContainerStore",
+    "Layout",
+    "default_root",
+    "default_state",
+    "matches_filters",
+    "private_dir",
+]
 
 
 def default_root() -> Path:
@@ -46,6 +53,20 @@ def default_state() -> Path:
     return Path(runtime_dir) / "libcontainerd"
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) and make it ``0700`` when it is ours.
+
+    The root holds image layers and container root filesystems, which may carry setuid
+    files and device nodes; like containerd's own directories, nothing below may be
+    reachable by other host users (the class of CVE-2021-41091). The runtime runs as
+    the caller, so no other user ever needs to traverse it.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        path.chmod(0o700)
+
+
 class Layout:
     """Where everything of one namespace lives."""
 
@@ -59,8 +80,10 @@ class Layout:
         self.tasks = self.base_state / "tasks" / self.namespace
         self.events_file = self.base_state / "events" / f"{self.namespace}.jsonl"
         self.lock_file = self.containers / ".lock"
+        for base in (self.base_root, self.base_state):
+            private_dir(base)
         for path in (self.containers, self.tasks, self.events_file.parent):
-            path.mkdir(parents=True, exist_ok=True, mode=0o711)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def container_dir(self, container_id: str) -> Path:
         """The container's record and bundle directory."""

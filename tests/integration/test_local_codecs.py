@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from libcontainerd.errors import InvalidArgument
 from libcontainerd.local._events import EventLog, LocalEventStream
-from libcontainerd.local._monitor import control_address, read_exit, write_json_atomic
+from libcontainerd.local._monitor_protocol import control_address, read_exit, write_json_atomic
 from libcontainerd.local._store import Layout, matches_filters
 from libcontainerd.types.events import EventType
 

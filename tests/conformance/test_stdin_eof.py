@@ -1,0 +1,54 @@
+"""Closing the stdin stream of piped stdio delivers EOF, on every backend (issue #8, point 1).
+
+``ProcessIO.stdin.close()`` (``await io.close_stdin()`` on the async side, which the
+async flavour's driver calls for ``stdin.close()``) must end a filter such as
+``tr``; ``wait`` is bounded so a missing EOF fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance_support import Env, unique_id
+
+from libcontainerd.oci import with_process_args
+from libcontainerd.types.stdio import PipedIO
+
+SLEEP = ("sleep", "300")
+
+
+def test_closing_the_stdin_stream_ends_the_task(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args("tr", "a-z", "A-Z"))
+    task = container.new_task(stdio=PipedIO())
+    task.start()
+    task.io.stdin.write(b"shout this\n")
+    task.io.stdin.close()
+    assert task.wait(timeout=20).code == 0
+    assert task.io.stdout.read() == b"SHOUT THIS\n"
+    task.delete()
+
+
+def test_stdin_closed_before_start_still_delivers_what_was_written(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args("tr", "a-z", "A-Z"))
+    task = container.new_task(stdio=PipedIO())
+    task.io.stdin.write(b"early\n")
+    task.io.stdin.close()
+    task.start()
+    assert task.wait(timeout=20).code == 0
+    assert task.io.stdout.read() == b"EARLY\n"
+    task.delete()
+
+
+def test_closing_an_exec_stdin_stream_ends_the_process(env: Env, client: Any) -> None:
+    container = env.container(client, with_process_args(*SLEEP))
+    task = container.new_task()
+    task.start()
+    process_spec = env.spec("x", with_process_args("tr", "a-z", "A-Z"))["process"]
+    process = task.exec(unique_id("e"), process_spec, stdio=PipedIO())
+    process.start()
+    process.io.stdin.write(b"exec input\n")
+    process.io.stdin.close()
+    assert process.wait(timeout=20).code == 0
+    assert process.io.stdout.read() == b"EXEC INPUT\n"
+    process.delete()
+    task.force_delete()
