@@ -7,7 +7,6 @@ exception (:func:`translate_rpc_error`), keeping containerd's own message.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -16,8 +15,10 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from libcontainerd.remote._npipe import open_pipe_relay, relay_channel_options
+
 from ..address import AddressKind, default_address, parse_address
-from ..errors import Error, InvalidArgument, Unavailable, Unimplemented, from_grpc_code
+from ..errors import Error, InvalidArgument, Unavailable, from_grpc_code
 from ._pb.containerd.services.containers.v1 import containers_pb2_grpc
 from ._pb.containerd.services.events.v1 import events_pb2_grpc
 from ._pb.containerd.services.introspection.v1 import introspection_pb2_grpc
@@ -232,28 +233,23 @@ class Transport:
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
         ]
-        if parsed.kind is AddressKind.NPIPE:
-            if sys.platform != "win32":
-                raise Unimplemented(
-                    f"named pipe address {address!r} only works on Windows; "
-                    "use a unix:// or tcp:// address here"
-                )
-            raise Unimplemented(
-                "dialing a Windows named pipe needs a relay that this version does not ship; "
-                "expose containerd on tcp:// instead"
-            )
         tls = any(opts.get(name) is not None for name in TLS_OPTIONS)
         if tls and parsed.kind is not AddressKind.TCP:
             raise InvalidArgument("TLS options only apply to tcp:// addresses")
+        target, self._relay = parsed.target, None
+        if parsed.kind is AddressKind.NPIPE:  # grpcio cannot dial a pipe: relay to it
+            self._relay = open_pipe_relay(parsed.path)
+            target = self._relay.target
+            channel_options = relay_channel_options(channel_options)
         if tls:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read_option_file(opts, "tls_ca"),
                 private_key=_read_option_file(opts, "tls_key"),
                 certificate_chain=_read_option_file(opts, "tls_cert"),
             )
-            self.channel = grpc.secure_channel(parsed.target, credentials, channel_options)
+            self.channel = grpc.secure_channel(target, credentials, channel_options)
         else:
-            self.channel = grpc.insecure_channel(parsed.target, channel_options)
+            self.channel = grpc.insecure_channel(target, channel_options)
         self.tasks = tasks_pb2_grpc.TasksStub(self.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.channel)
         self.events = events_pb2_grpc.EventsStub(self.channel)
@@ -317,3 +313,5 @@ class Transport:
     def close(self) -> None:
         """Close the channel; pending calls fail with ``Canceled``."""
         self.channel.close()
+        if self._relay is not None:
+            self._relay.close()
