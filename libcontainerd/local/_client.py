@@ -43,6 +43,7 @@ from libcontainerd.local import _monitor
 from libcontainerd.local._events import EventLog, LocalEventStream
 from libcontainerd.local._runtime import (
     RuntimeDriver,
+    default_runtime,
     runtime_error,
     validate_runtime_options,
 )
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalClient", "LocalContainer", "LocalProcess", "LocalTask"]
 
-DEFAULT_RUNTIME = "runc"
+DEFAULT_RUNTIME = default_runtime()
 DEFAULT_TIMEOUT = 30.0
 _MONITOR_SCRIPT = _monitor.__file__
 _KNOWN_OPTIONS: frozenset[str] = frozenset({"events_max_bytes"})
