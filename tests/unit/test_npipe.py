@@ -263,3 +263,14 @@ def test_relay_refuses_another_process(echo_socket: str) -> None:
         assert out.stdout in ("b''", ""), out
         assert relay.refused == 1
         assert relay.accepted == 0
+
+
+@given(host=_ipv4, port=_port)
+def test_ipv4_mapped_endpoints_compare_as_ipv4(host: str, port: int) -> None:
+    assert normal_endpoint(f"::ffff:{host}", port) == (host, port)
+    assert normal_endpoint(host, port) == (host, port)
+
+
+@given(host=_ipv6.filter(lambda text: ipaddress.ip_address(text).ipv4_mapped is None), port=_port)
+def test_other_ipv6_endpoints_stay_ipv6(host: str, port: int) -> None:
+    assert normal_endpoint(host, port) == (str(ipaddress.ip_address(host)), port)
