@@ -36,10 +36,12 @@ __all__ = [
     "WINDOWS_RUNTIME_ENV",
     "BackendDecision",
     "Rule",
+    "WindowsGuard",
     "containerd_answers",
     "containerd_in_use",
     "decide_backend",
     "explain",
+    "windows_guard",
 ]
 
 BACKEND_ENV = "LIBCONTAINERD_BACKEND"
@@ -63,17 +65,80 @@ class Rule(enum.Enum):
 
 @attrs.frozen
 class BackendDecision:
-    """The chosen backend, the rule that chose it, and the address remote would dial."""
+    """The chosen backend, the rule that chose it, and the address remote would dial.
+
+    ``missing`` names the parts of the Windows guard that kept remote from being chosen
+    (empty elsewhere, and when the guard is open).
+    """
 
     backend: str
     rule: Rule
     address: str | None = None
+    missing: tuple[str, ...] = ()
 
     @property
     def reason(self) -> str:
         """A sentence for logs: what was chosen and why."""
         where = f" at {self.address}" if self.address else ""
-        return f"backend {self.backend}{where}: {self.rule.value}"
+        lacking = f" (missing: {'; '.join(self.missing)})" if self.missing else ""
+        return f"backend {self.backend}{where}: {self.rule.value}{lacking}"
+
+
+MISSING_EXPERIMENTAL = "experimental=True"
+MISSING_RUNTIME = f"a non-empty {WINDOWS_RUNTIME_ENV}"
+MISSING_PIPE = "a named-pipe address (npipe:////./pipe/<name>)"
+
+
+@attrs.frozen
+class WindowsGuard:
+    """The three parts Windows needs before it uses containerd, as this caller gave them."""
+
+    experimental: bool
+    runtime: str
+    address: str | None
+
+    @property
+    def pipe(self) -> bool:
+        """Whether ``address`` names a named pipe."""
+        if not self.address:
+            return False
+        try:
+            return parse_address(self.address).kind is AddressKind.NPIPE
+        except InvalidArgument:
+            return False
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """What is still missing, in the order the guard lists its parts."""
+        parts = (
+            (self.experimental, MISSING_EXPERIMENTAL),
+            (bool(self.runtime), MISSING_RUNTIME),
+            (self.pipe, MISSING_PIPE),
+        )
+        return tuple(name for present, name in parts if not present)
+
+    @property
+    def open(self) -> bool:
+        """Whether all three parts are there, so remote may be chosen."""
+        return not self.missing
+
+
+def windows_guard(
+    address: str | None = None,
+    *,
+    experimental: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> WindowsGuard:
+    """The Windows guard for these arguments (``address`` falls back to ``CONTAINERD_ADDRESS``).
+
+    Works on any host, so a caller can report what a Windows host would be missing.
+    """
+    env = os.environ if environ is None else environ
+    return WindowsGuard(
+        experimental=experimental,
+        runtime=env.get(WINDOWS_RUNTIME_ENV, "").strip(),
+        address=address or env.get(CONTAINERD_ADDRESS_ENV) or None,
+    )
 
 
 def containerd_answers(address: str, timeout: float = _PROBE_TIMEOUT) -> bool:
@@ -145,24 +210,18 @@ def decide_backend(
 def _decide_windows(
     backend: str | None, address: str | None, experimental: bool, env: Mapping[str, str]
 ) -> BackendDecision:
-    pipe = address or env.get(CONTAINERD_ADDRESS_ENV)
-    is_pipe = False
-    if pipe:
-        try:
-            is_pipe = parse_address(pipe).kind is AddressKind.NPIPE
-        except InvalidArgument:
-            is_pipe = False
-    guard_open = experimental and bool(env.get(WINDOWS_RUNTIME_ENV)) and is_pipe
+    guard = windows_guard(address, experimental=experimental, environ=env)
     wanted = backend or env.get(BACKEND_ENV)
-    if wanted is not None and _check_backend_name(wanted, "backend") == "remote" and not guard_open:
+    if wanted is not None and _check_backend_name(wanted, "backend") == "remote" and not guard.open:
         raise FailedPrecondition(
             "the remote backend on Windows needs experimental=True, a non-empty "
-            f"{WINDOWS_RUNTIME_ENV} and a named-pipe address (npipe:////./pipe/<name>)"
+            f"{WINDOWS_RUNTIME_ENV} and a named-pipe address (npipe:////./pipe/<name>); "
+            f"missing: {'; '.join(guard.missing)}"
         )
-    if guard_open:
-        return BackendDecision("remote", Rule.WINDOWS_GUARD, pipe)
+    if guard.open:
+        return BackendDecision("remote", Rule.WINDOWS_GUARD, guard.address)
     rule = Rule.EXPLICIT_BACKEND if backend else Rule.WINDOWS_GUARD
-    return BackendDecision("local", rule)
+    return BackendDecision("local", rule, missing=guard.missing)
 
 
 def explain(

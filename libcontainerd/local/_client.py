@@ -24,7 +24,7 @@ from libcontainerd.local._container import LocalContainer
 from libcontainerd.local._events import EventLog, LocalEventStream
 from libcontainerd.local._monitor_client import Zygote
 from libcontainerd.local._monitor_protocol import EVENTS_MAX_BYTES
-from libcontainerd.local._runtime import RuntimeDriver, validate_runtime_options
+from libcontainerd.local._runtime import RuntimeDriver, default_runtime, validate_runtime_options
 from libcontainerd.local._store import (
     ContainerStore,
     Layout,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalClient"]
 
-DEFAULT_RUNTIME = "runc"
+DEFAULT_RUNTIME = default_runtime()
 DEFAULT_TIMEOUT = 30.0
 _KNOWN_OPTIONS: frozenset[str] = frozenset(
     {"events_max_bytes", "registry", "max_layer_size", "network"}

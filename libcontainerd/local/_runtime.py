@@ -1,5 +1,8 @@
 """The OCI runtime CLI driver: runs runc, crun or any runc-compatible binary.
 
+``runhcs`` speaks the same command line for Windows containers; it is accepted on Windows
+only (:func:`runtime_os` says which spec defaults a runtime needs).
+
 Every command gets ``--root <state>/runtime/<runtime-name>/<namespace>`` so the system's
 default runtime state is never touched; stderr is captured, a timeout is enforced, and
 failures become typed errors (:class:`NotFound` when the container does not exist,
@@ -16,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,12 +35,21 @@ from libcontainerd.errors import (
 
 __all__ = [
     "RUNTIME_OPTIONS",
+    "WINDOWS_RUNTIMES",
     "RuntimeDriver",
+    "default_runtime",
     "find_runtime",
     "runtime_error",
     "runtime_key",
+    "runtime_os",
     "validate_runtime_options",
 ]
+
+WINDOWS_RUNTIMES = frozenset({"runhcs"})
+"""Runtimes (by binary name) that run Windows containers, with runc's command line."""
+
+HOST_PLATFORM = sys.platform
+"""The platform the driver believes it runs on (unit tests simulate Windows through it)."""
 
 #: The ``runtime_options`` the local backend understands (the names containerd's runc
 #: shim options use, in snake case), with what each one does.
@@ -53,11 +66,24 @@ _PRECONDITION = re.compile(
 )
 
 
+def runtime_os(runtime: str) -> str:
+    """``"windows"`` for a Windows runtime (``runhcs``, a path to it, ``runhcs.exe``), else
+    ``"linux"``: which spec defaults (:mod:`libcontainerd.oci.windows` or the Linux ones)
+    containers of this runtime need."""
+    base = re.split(r"[\\/]", runtime)[-1].lower().removesuffix(".exe")
+    return "windows" if base in WINDOWS_RUNTIMES else "linux"
+
+
+def default_runtime() -> str:
+    """The runtime the local backend uses when none is named: runhcs on Windows, else runc."""
+    return "runhcs" if HOST_PLATFORM == "win32" else "runc"
+
+
 def runtime_key(runtime: str) -> str:
     """A directory-safe name for ``runtime`` (a name such as ``runc``, or a path)."""
     base = os.path.basename(runtime) or "runtime"
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", base)
-    if "/" in runtime:
+    if "/" in runtime or "\\" in runtime:  # a path (POSIX or Windows): keep it apart
         safe += "-" + hashlib.sha256(runtime.encode()).hexdigest()[:8]
     return safe
 
@@ -157,6 +183,13 @@ class RuntimeDriver:
         if not isinstance(runtime, str) or not runtime:
             raise InvalidArgument(f"runtime must be a non-empty name or path, got {runtime!r}")
         wanted = binary_name or runtime
+        self.os = runtime_os(wanted)
+        """The OS of the containers this runtime runs (``"linux"`` or ``"windows"``)."""
+        if self.os == "windows" and HOST_PLATFORM != "win32":
+            raise FailedPrecondition(
+                f"OCI runtime {wanted!r} runs Windows containers and only on Windows, and "
+                f"this is {HOST_PLATFORM}; use runc or crun here"
+            )
         binary = find_runtime(wanted)
         if binary is None:
             how = (

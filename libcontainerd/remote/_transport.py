@@ -14,7 +14,6 @@ went away keeps waiting across the outage (``keep_waiting``).
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,9 +29,9 @@ from libcontainerd.errors import (
     Error,
     InvalidArgument,
     Unavailable,
-    Unimplemented,
     from_grpc_code,
 )
+from libcontainerd.remote._npipe import open_pipe_relay, relay_channel_options
 from libcontainerd.remote._services import NAMESPACE_HEADER, NamespaceInterceptor, Services
 from libcontainerd.types.registry_options import REGISTRY_OPTION_KEYS, check_registry_option
 
@@ -251,28 +250,23 @@ class Transport:
             # The SDK decides about retries itself (see call()).
             ("grpc.enable_retries", 0),
         ]
-        if parsed.kind is AddressKind.NPIPE:
-            if sys.platform != "win32":
-                raise Unimplemented(
-                    f"named pipe address {address!r} only works on Windows; "
-                    "use a unix:// or tcp:// address here"
-                )
-            raise Unimplemented(
-                "dialing a Windows named pipe needs a relay that this version does not ship; "
-                "expose containerd on tcp:// instead"
-            )
         tls = any(opts.get(name) is not None for name in TLS_OPTIONS)
         if tls and parsed.kind is not AddressKind.TCP:
             raise InvalidArgument("TLS options only apply to tcp:// addresses")
+        target, self._relay = parsed.target, None
+        if parsed.kind is AddressKind.NPIPE:  # grpcio cannot dial a pipe: relay to it
+            self._relay = open_pipe_relay(parsed.path)
+            target = self._relay.target
+            channel_options = relay_channel_options(channel_options)
         if tls:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read_option_file(opts, "tls_ca"),
                 private_key=_read_option_file(opts, "tls_key"),
                 certificate_chain=_read_option_file(opts, "tls_cert"),
             )
-            raw = grpc.secure_channel(parsed.target, credentials, channel_options)
+            raw = grpc.secure_channel(target, credentials, channel_options)
         else:
-            raw = grpc.insecure_channel(parsed.target, channel_options)
+            raw = grpc.insecure_channel(target, channel_options)
         self.channel: grpc.Channel = grpc.intercept_channel(raw, NamespaceInterceptor(namespace))
         self.services = Services(self.channel)
         """Every service stub, created once for this client."""
@@ -423,3 +417,5 @@ class Transport:
     def close(self) -> None:
         """Close the channel; pending calls fail with ``Canceled``."""
         self.channel.close()
+        if self._relay is not None:
+            self._relay.close()

@@ -23,7 +23,7 @@ from conformance_support import Backend, Env
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Error
 
-BACKENDS = ["remote", "local-runc", "local-crun"]
+BACKENDS = ["remote", "remote-relay", "local-runc", "local-crun"]
 FLAVOURS = ["sync", "async"]
 NAMESPACE_PREFIX = "conformance"
 
@@ -35,7 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         params = getattr(getattr(item, "callspec", None), "params", {})
         backend = params.get("backend", "remote")
-        item.add_marker(pytest.mark.containerd if backend == "remote" else pytest.mark.runtime)
+        remote = backend.startswith("remote")
+        item.add_marker(pytest.mark.containerd if remote else pytest.mark.runtime)
 
 
 # ------------------------------------------------------------------ backends
@@ -63,16 +64,38 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return busybox_rootfs(tmp_path_factory.mktemp("bundle") / "rootfs")
 
 
+STAND_IN_PIPE = "npipe:////./pipe/conformance-stand-in"
+
+
+@pytest.fixture
+def pipe_stand_in(containerd_daemon: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Makes ``npipe://`` addresses dial through the relay to containerd's Unix socket.
+
+    Windows cannot run here: only the pipe itself is simulated (the platform name and the
+    dialer). Every client still gets its own relay from the transport, closed with it.
+    """
+    from libcontainerd.remote import _npipe
+    from libcontainerd.remote._relay import unix_socket_dialer
+
+    monkeypatch.setattr(_npipe, "HOST_PLATFORM", "win32")
+    stand_in = unix_socket_dialer(str(containerd_daemon.socket_path))
+    monkeypatch.setattr(_npipe, "pipe_dialer", lambda path: stand_in)
+    return STAND_IN_PIPE
+
+
 def _backend_settings(name: str, request: pytest.FixtureRequest) -> Backend:
-    if name == "remote":
+    if name in ("remote", "remote-relay"):
         daemon = request.getfixturevalue("containerd_daemon")
+        address = daemon.address
+        if name == "remote-relay":
+            address = request.getfixturevalue("pipe_stand_in")
         from libcontainerd import remote
 
         return Backend(
-            "remote",
+            name,
             remote.create_client,
             remote.create_async_client,
-            lambda ns, **kw: ClientConfig(namespace=ns, address=daemon.address, **kw),
+            lambda ns, **kw: ClientConfig(namespace=ns, address=address, **kw),
             {"root": str(daemon.runc_root)},
         )
     if name.startswith("local-"):

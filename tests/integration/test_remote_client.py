@@ -18,6 +18,7 @@ from libcontainerd.client import AsyncClient, Client
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
@@ -45,8 +46,8 @@ def test_unknown_option_rejected() -> None:
         RemoteClient(ClientConfig(address="unix:///tmp/none.sock", options={"bogus": 1}))
 
 
-def test_npipe_is_unimplemented_here() -> None:
-    with pytest.raises(Unimplemented):
+def test_npipe_names_the_platform_here() -> None:
+    with pytest.raises(FailedPrecondition, match="only be dialed on Windows"):
         RemoteClient(ClientConfig(address="npipe:////./pipe/containerd-containerd"))
 
 
