@@ -23,7 +23,7 @@ import hashlib
 import json
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -266,16 +266,8 @@ class _Importer:
                 f"descriptor says {desc.size}",
                 expected=desc.digest,
             )
-        writer = self.store.writer(desc)
-        try:
-            with self.archive.open(name) as handle:
-                while chunk := handle.read(_CHUNK):
-                    writer.write(chunk)
-            writer.commit()
-        finally:
-            writer.abort()
-        if not existed:
-            self.written.append(desc.digest)
+        with self.archive.open(name) as handle:
+            self._write(desc, iter(lambda: handle.read(_CHUNK), b""), existed)
 
     def store_bytes(self, media_type: str, data: bytes) -> Descriptor:
         """Store ``data`` (a config or a manifest made here); returns its descriptor."""
@@ -284,16 +276,19 @@ class _Importer:
             digest="sha256:" + hashlib.sha256(data).hexdigest(),
             size=len(data),
         )
-        existed = self.store.exists(desc.digest)
+        self._write(desc, [data], self.store.exists(desc.digest))
+        return desc
+
+    def _write(self, desc: Descriptor, chunks: Iterable[bytes], existed: bool) -> None:
         writer = self.store.writer(desc)
         try:
-            writer.write(data)
-            writer.commit()
+            for chunk in chunks:
+                writer.write(chunk)
+            writer.commit()  # the store checks size and digest here
         finally:
             writer.abort()
         if not existed:
             self.written.append(desc.digest)
-        return desc
 
     def store_layer(self, name: str) -> Descriptor:
         """Store the layer tar ``name`` of a docker archive; returns its descriptor."""

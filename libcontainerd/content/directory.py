@@ -9,13 +9,14 @@ builder and simple tools; the backends keep their content in their own stores.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
 from typing import BinaryIO
 
 from libcontainerd.content.protocol import BlobWriter
-from libcontainerd.errors import InvalidArgument, NotFound
+from libcontainerd.errors import DigestMismatch, InvalidArgument, NotFound
 from libcontainerd.types.descriptor import Descriptor
 from libcontainerd.types.digest import split_digest
 
@@ -23,16 +24,20 @@ __all__ = ["DirectoryContentStore"]
 
 
 class _FileWriter:
-    def __init__(self, final: Path, temp: Path) -> None:
+    def __init__(self, descriptor: Descriptor, final: Path, temp: Path) -> None:
+        self._descriptor = descriptor
         self._final = final
         self._temp = temp
         self._file: BinaryIO | None = open(temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._algorithm = split_digest(descriptor.digest)[0]
+        self._hash = hashlib.new(self._algorithm)
         self.offset = 0
 
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise InvalidArgument("write after commit or abort")
         self._file.write(data)
+        self._hash.update(data)
         self.offset += len(data)
 
     def truncate(self) -> None:
@@ -40,11 +45,22 @@ class _FileWriter:
             raise InvalidArgument("truncate after commit or abort")
         self._file.seek(0)
         self._file.truncate()
+        self._hash = hashlib.new(self._algorithm)
         self.offset = 0
 
     def commit(self) -> None:
         if self._file is None:
             raise InvalidArgument("commit after commit or abort")
+        want = self._descriptor
+        actual = f"{self._algorithm}:{self._hash.hexdigest()}"
+        if self.offset != want.size or actual != want.digest:
+            self.abort()
+            raise DigestMismatch(
+                f"blob {want.digest} is {self.offset} bytes hashing to {actual}; its descriptor "
+                f"says {want.size} bytes; nothing was stored",
+                expected=want.digest,
+                actual=actual,
+            )
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -85,7 +101,7 @@ class DirectoryContentStore:
         # Made on first write, so that reading a layout never changes it.
         (self.root / "ingest").mkdir(parents=True, exist_ok=True)
         temp = self.root / "ingest" / f"{final.name}.{secrets.token_hex(8)}"
-        return _FileWriter(final, temp)
+        return _FileWriter(descriptor, final, temp)
 
     def open_blob(self, digest: str) -> BinaryIO:
         """Open the blob ``digest`` for reading."""
@@ -100,7 +116,7 @@ class DirectoryContentStore:
             return handle.read()
 
     def write_blob(self, descriptor: Descriptor, data: bytes) -> None:
-        """Store ``data`` as ``descriptor``'s blob (no verification; for tests and tools)."""
+        """Store ``data`` as ``descriptor``'s blob (its size and digest are checked)."""
         writer = self.writer(descriptor)
         try:
             writer.write(data)

@@ -305,3 +305,13 @@ def test_selector_matches_what_it_was_asked_for(texts: list[str]) -> None:
         for i, p in enumerate(parsed)
     ]
     assert select_platforms(entries, several)  # each asked-for platform is offered
+
+
+def test_directory_store_commit_checks_the_digest(tmp_path: Path) -> None:
+    store = DirectoryContentStore(tmp_path)
+    desc = Descriptor(media_type="text/plain", digest=DIGEST, size=5)
+    writer = store.writer(desc)
+    writer.write(b"hello")
+    with pytest.raises(DigestMismatch):
+        writer.commit()
+    assert store.digests() == [] and store.ingests() == []
