@@ -104,6 +104,15 @@ class AsyncRemoteClient(AsyncClientFacade[RemoteClient]):
         """The image service: pull, push, list, get, remove, import, export and unpack."""
         return AsyncRemoteImages(self.sync, self._run)
 
+    @property
+    def supervisor(self) -> Any:
+        """The private containerd this client started (``managed=``), else None."""
+        return self.sync.supervisor
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until containerd answers; ``Unavailable`` when it has not within ``timeout``."""
+        await self._run(self.sync.wait_ready, timeout)
+
     async def healthy(self, timeout: float = 2.0) -> bool:
         """Whether containerd answers gRPC health checks as SERVING within ``timeout``."""
         return await self._run(self.sync.healthy, timeout)

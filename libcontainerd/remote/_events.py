@@ -7,6 +7,7 @@ messages in protobuf's default pool, so decoding is a lookup by that name.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import queue
@@ -48,6 +49,8 @@ _RECONNECT_PROBE = 1.0
 """Seconds one wait for containerd lasts before the backoff pause."""
 _SETTLE = 0.5
 """Pause between the two reconcile passes after a resubscription."""
+_QUEUE_LIMIT = 10_000
+"""Events read from containerd but not yet taken by the reader, at most."""
 
 
 def decode_any(value: any_pb2.Any) -> Message | None:
@@ -162,7 +165,9 @@ class RemoteEventStream:
         self._finished = False
         self._lock = threading.Lock()
         self._stream: ResponseStream[events_pb2.Envelope] | None = None
-        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        # Bounded: a reader that stops reading holds the stream back (gRPC flow control)
+        # instead of letting events pile up in memory.
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=_QUEUE_LIMIT)
         self._open()  # subscribe now: events from this moment on are delivered
         self._reader = threading.Thread(
             target=self._pump, name="libcontainerd-remote-events", daemon=True
@@ -208,9 +213,19 @@ class RemoteEventStream:
             self._stream = stream
         return stream
 
+    def _put(self, item: Event | None) -> None:
+        """Queue ``item`` for the reader, waiting while the queue is full (until closed)."""
+        while True:
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self._closed.is_set():
+                    return
+
     def _deliver(self, event: Event) -> None:
         if self._ledger is None or self._ledger.admit(event):
-            self._queue.put(event)
+            self._put(event)
 
     def _reconcile(self) -> int:
         """Deliver the exits containerd recorded while this stream could not listen."""
@@ -220,7 +235,7 @@ class RemoteEventStream:
         delivered = 0
         for event in events:
             if matches_filters(self._filters, event_lookup(event)):
-                self._queue.put(event)
+                self._put(event)
                 delivered += 1
         return delivered
 
@@ -277,7 +292,7 @@ class RemoteEventStream:
                 stream = self._resubscribe(backoff)
                 backoff.reset()
         finally:
-            self._queue.put(None)
+            self._put(None)
 
     def close(self) -> None:
         """Stop the subscription; iteration ends."""
@@ -288,7 +303,8 @@ class RemoteEventStream:
             stream = self._stream
         if stream is not None:
             stream.cancel()
-        self._queue.put(None)  # wakes a poll() waiting on the queue
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)  # wakes a poll() waiting on an empty queue
         if self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
 

@@ -52,7 +52,8 @@ CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal", "panic")
 """The levels containerd's ``[debug] level`` accepts."""
 
-_MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes including the terminating NUL
+# containerd refuses socket paths over 104 bytes, below the kernel's 107.
+_MAX_SOCKET_PATH = 104
 _TTRPC_SUFFIX = ".ttrpc"
 _FIRST_BACKOFF = 0.5
 

@@ -57,8 +57,9 @@ __all__ = [
     "start_containerd",
 ]
 
-# The kernel's limit for sun_path is 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
+# containerd refuses socket paths over 104 bytes ("unix socket path too long (> 104)"),
+# below the kernel's 107 (sun_path holds 108 bytes including the terminating NUL).
+_MAX_SOCKET_PATH = 104
 # containerd creates "<grpc socket>.ttrpc" next to the gRPC socket.
 _TTRPC_SUFFIX = ".ttrpc"
 _SHIM_SOCKET_DIR = Path("/run/containerd/s")

@@ -1,8 +1,8 @@
 """The fault and load suite: a shared tally, printed as ONE summary line at the end.
 
 Each test adds what it ran to :data:`TALLY` (operations, faults injected, exits expected
-and delivered per channel, leaks it measured); ``pytest_terminal_summary`` prints the
-line, which CI logs show.
+and delivered per channel, leaks it measured); the ``fault_summary`` plugin (registered by
+the root conftest) prints the line, which CI logs show.
 """
 
 from __future__ import annotations
@@ -13,16 +13,9 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fault_support import TALLY, Tally
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the suite's one summary line (only when a fault test ran)."""
-    if TALLY.tests:
-        terminalreporter.write_line(TALLY.line())
 
 
 @pytest.fixture(scope="session")

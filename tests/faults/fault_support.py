@@ -28,6 +28,27 @@ class Tally:
     delivered: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(CHANNELS, 0))
     leaks: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The tally as JSON-ready data (for xdist workers)."""
+        return {
+            "tests": self.tests,
+            "operations": self.operations,
+            "faults": self.faults,
+            "expected": self.expected,
+            "delivered": dict(self.delivered),
+            "leaks": dict(self.leaks),
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add another process's :meth:`to_dict`."""
+        self.tests += data["tests"]
+        self.operations += data["operations"]
+        self.faults += data["faults"]
+        self.expected += data["expected"]
+        for name, count in data["delivered"].items():
+            self.delivered[name] = self.delivered.get(name, 0) + count
+        self.leaks.update(data["leaks"])
+
     def line(self) -> str:
         """The suite's one summary line."""
         delivered = " ".join(f"{name}={self.delivered[name]}" for name in CHANNELS)

@@ -178,3 +178,21 @@ def test_cli_backend_reports_a_live_daemon(
     daemon = late_daemon()
     assert main(["backend", "--address", daemon.address, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["reachable"] is True
+
+
+def test_async_client_fails_fast_and_waits_on_request(tmp_path: Path) -> None:
+    import asyncio
+
+    async def main() -> None:
+        client = libcontainerd.new_async_client("remote", address=f"{tmp_path}/none.sock")
+        try:
+            started = time.monotonic()
+            with pytest.raises(Unavailable):
+                await client.version()
+            with pytest.raises(Unavailable, match="did not answer"):
+                await client.wait_ready(0.3)  # type: ignore[attr-defined]
+            assert time.monotonic() - started < 2 * FAST
+        finally:
+            await client.close()
+
+    asyncio.run(main())
