@@ -42,7 +42,7 @@ chmod 0755 "$policy"
 
 # Enablement symlinks (unit wanted by a target) before the install.
 enabled_links() {
-    find /etc/systemd/system -mindepth 2 -maxdepth 2 -type l -path '*.wants/*' 2>/dev/null | sort
+    { find /etc/systemd/system -mindepth 2 -maxdepth 2 -type l -path '*.wants/*' 2>/dev/null || true; } | sort
 }
 links_before=$(enabled_links)
 

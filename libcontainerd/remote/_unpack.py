@@ -161,7 +161,14 @@ def unpack_image(
         if not snapshots.exists(chain_id):
             labels = {SNAPSHOT_REF_LABEL: chain_id}
             key = f"extract-{secrets.token_hex(6)}-{chain_id}"
-            mounts = snapshots.prepare(key, parent, labels)
+            try:
+                mounts = snapshots.prepare(key, parent, labels)
+            except AlreadyExists:
+                # The ref label names chain_id: containerd refuses the prepare when another
+                # unpack committed this layer since the check above. It is there; go on.
+                store.update_labels(str(layer["digest"]), {UNCOMPRESSED_LABEL: diff_id})
+                parent = chain_id
+                continue
             try:
                 applied = snapshots.apply(layer, mounts)
                 if applied.digest != diff_id:
