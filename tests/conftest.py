@@ -1,3 +1,1 @@
 """Session-wide set-up: the real services the integration suites need."""
-
-pytest_plugins = ["libcontainerd.testing.pytest_plugin"]

@@ -61,6 +61,12 @@ from libcontainerd.local._store import (
     record_to_info,
 )
 from libcontainerd.oci import apply_options, generate_spec, with_image_config, with_rootfs
+from libcontainerd.shortcuts import (
+    ClientShortcuts,
+    ContainerShortcuts,
+    TaskShortcuts,
+    resolve_log_stdio,
+)
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.process import ProcessInfo
@@ -155,7 +161,7 @@ def _make_fifos(directory: Path, stdio: dict[str, Any]) -> None:
             os.mkfifo(directory / name, 0o600)
 
 
-class LocalProcess:
+class LocalProcess(TaskShortcuts):
     """A task's init process or an exec'd process (implements ``Process``)."""
 
     def __init__(
@@ -474,7 +480,7 @@ class LocalTask(LocalProcess):
                 "exec needs an OCI process object with non-empty 'args' "
                 "(e.g. the spec's 'process' with new args)"
             )
-        stdio = stdio or NullIO()
+        stdio = resolve_log_stdio(stdio, self._container.log_file) or NullIO()
         _check_terminal(stdio, process, f"exec process {process_id!r}")
         stdio_rec = _stdio_record(stdio)
         if self._exit_record() is not None:
@@ -686,7 +692,7 @@ def _kill_monitor(task_dir: Path) -> None:
         os.kill(int((task_dir / "monitor.pid").read_text(encoding="ascii")), _signal.SIGKILL)
 
 
-class LocalContainer:
+class LocalContainer(ContainerShortcuts):
     """A stored container (implements ``Container``)."""
 
     def __init__(self, client: LocalClient, container_id: str) -> None:
@@ -697,6 +703,11 @@ class LocalContainer:
     def id(self) -> str:
         """The container id."""
         return self._id
+
+    @property
+    def log_file(self) -> Path:
+        """Where ``LogIO`` output goes: beside the record, removed with the container."""
+        return self.client.layout.container_dir(self._id) / "output.log"
 
     def info(self) -> ContainerInfo:
         """The stored record."""
@@ -739,7 +750,7 @@ class LocalContainer:
         client = self.client
         record = client.store.get(self._id)
         spec = record["spec"]
-        stdio = stdio or NullIO()
+        stdio = resolve_log_stdio(stdio, self.log_file) or NullIO()
         _check_terminal(stdio, spec.get("process") or {}, f"container {self._id}'s spec")
         stdio_rec = _stdio_record(stdio)
         options = dict(record["runtime"].get("options") or {})
@@ -967,7 +978,7 @@ class _Zygote:
             self._proc = None
 
 
-class LocalClient:
+class LocalClient(ClientShortcuts):
     """The local backend's client (implements ``Client``)."""
 
     def __init__(self, config: ClientConfig) -> None:

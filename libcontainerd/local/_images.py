@@ -47,6 +47,7 @@ from libcontainerd.errors import (
     InvalidArgument,
     NotFound,
 )
+from libcontainerd.shortcuts import ImageShortcuts
 from libcontainerd.types import descriptor as media
 from libcontainerd.types import platform as platforms
 from libcontainerd.types.auth import Credentials
@@ -143,7 +144,7 @@ def _platform_text(wanted: PlatformRequest) -> str:
     return repr(wanted)
 
 
-class LocalImageService:
+class LocalImageService(ImageShortcuts):
     """Images of one namespace in the local backend's coalesced store (see module docs).
 
     ``registry_options`` are keyword arguments for every :class:`RegistryClient` this
@@ -247,6 +248,17 @@ class LocalImageService:
             _atomic_json(path, record)
         replaced = old if old is not None and old.target.digest != target.digest else None
         return image, replaced
+
+    def put_record(
+        self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None
+    ) -> Image:
+        """Create the record ``name`` pointing at ``target`` (content already stored), or
+        repoint it; content only the old target used is collected."""
+        with _flock(self._gc_lock, fcntl.LOCK_SH):
+            image, replaced = self._write_record(name, target, labels)
+        if replaced is not None:
+            self._collect([replaced.target])
+        return image
 
     # -- content graph -----------------------------------------------------------------
 

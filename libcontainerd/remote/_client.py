@@ -31,6 +31,7 @@ from ..errors import (
     Unimplemented,
     Unknown,
 )
+from ..shortcuts import ClientShortcuts, ContainerShortcuts, TaskShortcuts, resolve_log_stdio
 from ..types.container import ContainerInfo
 from ..types.process import ProcessInfo
 from ..types.stats import Resources, Stats
@@ -45,7 +46,15 @@ from ._pb.containerd.runc.v1 import oci_pb2
 from ._pb.containerd.services.containers.v1 import containers_pb2
 from ._pb.containerd.services.tasks.v1 import tasks_pb2
 from ._pb.containerd.v1.types import task_pb2
-from ._stdio import PipedStreams, ProcessStdio, attach_stdio, fifo_dir, prepare_stdio
+from ._stdio import (
+    PipedStreams,
+    ProcessStdio,
+    attach_stdio,
+    fifo_dir,
+    log_file,
+    prepare_stdio,
+    remove_log_file,
+)
 from ._stdio import remove_fifo_dir as _remove_fifo_dir
 from ._transport import NO_TIMEOUT, REGISTRY_OPTION_KEYS, Transport
 
@@ -89,7 +98,7 @@ def _check_terminal(process: Mapping[str, Any], stdio: Stdio | None, what: str) 
         )
 
 
-class RemoteProcess:
+class RemoteProcess(TaskShortcuts):
     """A process of a task: the init process (``id`` == container id) or an exec."""
 
     def __init__(
@@ -484,7 +493,7 @@ class RemoteTask(RemoteProcess):
         return self.delete()
 
 
-class RemoteContainer:
+class RemoteContainer(ContainerShortcuts):
     """A container record in containerd.
 
     The handle keeps the last record it read or created: ``new_task`` and ``delete`` use
@@ -617,6 +626,11 @@ class RemoteContainer:
         )
         return task
 
+    @property
+    def log_file(self) -> Path:
+        """Where ``LogIO`` output goes (on this host); removed with the container."""
+        return log_file(self._client.address, self._client.namespace, self._id)
+
     def delete(self, *, cleanup_snapshot: bool = True) -> None:
         """Delete the container; ``FailedPrecondition`` while its task exists."""
         try:
@@ -631,6 +645,7 @@ class RemoteContainer:
         record = self._last_record()
         self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
         self._known = None
+        remove_log_file(self.log_file)
         if cleanup_snapshot and record.snapshot_key and record.snapshotter:
             self._client._remove_snapshot(record.snapshotter, record.snapshot_key)
 
@@ -661,7 +676,7 @@ def _check_registry_options(options: Mapping[str, Any]) -> None:
         raise InvalidArgument(f"option registry: {error}") from None
 
 
-class RemoteClient:
+class RemoteClient(ClientShortcuts):
     """A blocking client for one containerd namespace.
 
     Backend options (``config.options``, the extra keyword arguments of ``new_client``):
@@ -746,7 +761,7 @@ class RemoteClient:
             return process is None or process._is_running()
 
         prepared = prepare_stdio(
-            stdio,
+            resolve_log_stdio(stdio, log_file(self.address, self.namespace, container_id)),
             namespace=self.namespace,
             container_id=container_id,
             exec_id=exec_id,

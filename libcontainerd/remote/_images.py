@@ -30,6 +30,7 @@ from ..errors import (
     InvalidArgument,
     NotFound,
 )
+from ..shortcuts import ImageShortcuts
 from ..types import descriptor as media
 from ..types import platform as platforms
 from ..types.auth import Credentials
@@ -281,7 +282,7 @@ def _lease_expiry(lifetime: _dt.timedelta) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class RemoteImages:
+class RemoteImages(ImageShortcuts):
     """Images in one containerd namespace.
 
     ``registry_options`` are passed to every :class:`~libcontainerd.distribution.RegistryClient`

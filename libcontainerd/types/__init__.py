@@ -40,7 +40,7 @@ from .requested_platform import (
 )
 from .stats import Resources, Stats
 from .status import ExitStatus, Status
-from .stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
+from .stdio import FileIO, LogIO, NullIO, PipedIO, Stdio, TerminalIO
 from .version import Version
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "ExitStatus",
     "FileIO",
     "Image",
+    "LogIO",
     "Matcher",
     "Mount",
     "NullIO",
