@@ -574,7 +574,10 @@ def _image_spec(
     process = dict(result.get("process") or {})
     user_args = list(process.get("args") or [])
     user_env = list(process.get("env") or [])
+    user_cwd = process.get("cwd")
     with_image_config(config, args=user_args or None)(result)
+    if spec is not None and user_cwd and user_cwd != "/":
+        result["process"]["cwd"] = user_cwd  # a working directory the caller chose wins
     if spec is not None and user_env:
         merged = {entry.split("=", 1)[0]: entry for entry in result["process"].get("env") or []}
         merged.update({entry.split("=", 1)[0]: entry for entry in user_env})
