@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 DEMO_DEBS := busybox-static runc
 TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl apache2-utils \
@@ -14,9 +15,9 @@ TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl ap
 	golang-github-gogo-protobuf-dev golang-github-gogo-googleapis-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest debs-demo debs-test venv clean
+.PHONY: demo test lint typecheck pytest debs-demo debs-test venv venv-demo clean
 
-demo: debs-demo venv
+demo: debs-demo venv-demo
 	$(PY) examples/quickstart.py
 
 test: debs-test venv lint typecheck pytest
@@ -47,6 +48,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The demo needs the package and its [cli] extra only, not the development toolchain.
+venv-demo: $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || scripts/ensure_debs.sh python3-venv
+	@$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || scripts/ensure_debs.sh python3-venv
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[cli]'
+	touch $(DEMO_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
