@@ -34,6 +34,7 @@ class AsyncTaskShortcuts:
         return status
 
     async def __aenter__(self: T) -> T:
+        """``async with`` hands back this object; leaving cleans it up."""
         return self
 
     async def __aexit__(
@@ -66,6 +67,7 @@ class AsyncContainerShortcuts:
                 close()
 
     async def __aenter__(self: T) -> T:
+        """``async with`` hands back this object; leaving cleans it up."""
         return self
 
     async def __aexit__(

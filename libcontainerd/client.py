@@ -86,13 +86,16 @@ class ProcessIO(Protocol):
     """
 
     @property
-    def stdin(self) -> IO[bytes] | None: ...
+    def stdin(self) -> IO[bytes] | None:
+        """The write end of the process's stdin, when requested."""
 
     @property
-    def stdout(self) -> IO[bytes] | None: ...
+    def stdout(self) -> IO[bytes] | None:
+        """The process's stdout (a terminal's output), when requested."""
 
     @property
-    def stderr(self) -> IO[bytes] | None: ...
+    def stderr(self) -> IO[bytes] | None:
+        """The process's stderr, when requested (never with a terminal)."""
 
     def close(self) -> None:
         """Close every stream this object holds."""
@@ -150,7 +153,8 @@ class Process(Protocol):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
 
 
 @runtime_checkable
@@ -240,7 +244,8 @@ class Container(Protocol):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
 
 
 class EventStream(Protocol):
@@ -253,14 +258,16 @@ class EventStream(Protocol):
     def close(self) -> None:
         """Stop the subscription."""
 
-    def __enter__(self) -> EventStream: ...
+    def __enter__(self) -> EventStream:
+        """``with`` hands back the stream; leaving closes it."""
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
 
 
 class ImageService(Protocol):
@@ -358,14 +365,16 @@ class Client(SupportsRun["Container"], Protocol):
     def close(self) -> None:
         """Release connections, threads and stdio the client holds."""
 
-    def __enter__(self) -> Client: ...
+    def __enter__(self) -> Client:
+        """``with`` hands back the client; leaving closes it."""
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
 
 
 # The asyncio twins live in their own module; imported here so both come from one place.

@@ -181,6 +181,7 @@ class TaskShortcuts:
         return self.wait(KILL_GRACE)
 
     def __enter__(self: T) -> T:
+        """``with process:`` hands back the process; leaving stops and deletes it."""
         return self
 
     def __exit__(
@@ -250,6 +251,7 @@ class ContainerShortcuts:
         return _read_log(stream, self if follow else None)
 
     def __enter__(self: T) -> T:
+        """``with container:`` hands back the container; leaving removes it and its task."""
         return self
 
     def __exit__(

@@ -43,6 +43,7 @@ class TransferDisplay:
         self._bytes: dict[str, int] = {}
 
     def __enter__(self) -> TransferDisplay:
+        """Start the live display (on a terminal with rich)."""
         if self._rich_console is not None:
             from rich.progress import (
                 BarColumn,
@@ -69,6 +70,7 @@ class TransferDisplay:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Stop the live display, leaving its last state on screen."""
         if self._progress is not None:
             self._progress.stop()
 
