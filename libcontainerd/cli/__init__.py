@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CONTAINERD_NAMESPACE") or "default",
         help="namespace to act in (default: $CONTAINERD_NAMESPACE or 'default')",
     )
+    parser.add_argument("--root", help="local backend: where records and images are kept")
+    parser.add_argument("--state", help="local backend: where running state is kept")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMAND_GROUPS:

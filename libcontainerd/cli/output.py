@@ -18,10 +18,12 @@ __all__ = ["console", "make_client", "print_json_lines", "print_table"]
 
 
 def make_client(args: argparse.Namespace) -> Client:
-    """The client the global ``--backend``, ``--address`` and ``--namespace`` choose."""
+    """The client the global ``--backend``, ``--address``, ``--namespace``, ``--root`` and
+    ``--state`` choose (the last two only when given: they are for the local backend)."""
     from libcontainerd import new_client
 
-    return new_client(args.backend, address=args.address, namespace=args.namespace)
+    local_dirs = {key: getattr(args, key) for key in ("root", "state") if getattr(args, key)}
+    return new_client(args.backend, address=args.address, namespace=args.namespace, **local_dirs)
 
 
 def console(stream: Any = None) -> Any | None:

@@ -46,7 +46,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=BACKENDS)
-def cli(request: pytest.FixtureRequest, archive: Path) -> Iterator[list[str]]:
+def cli(request: pytest.FixtureRequest, archive: Path, tmp_path: Path) -> Iterator[list[str]]:
     """The global options of one backend, in a fresh namespace holding the test image."""
     if os.geteuid() != 0 or shutil.which("runc") is None:
         pytest.skip("running containers needs root and runc")
@@ -56,6 +56,7 @@ def cli(request: pytest.FixtureRequest, archive: Path) -> Iterator[list[str]]:
         options = ["--backend", "remote", "--address", daemon.address, "--namespace", namespace]
     else:
         options = ["--backend", "local", "--namespace", namespace]
+        options += ["--root", str(tmp_path / "root"), "--state", str(tmp_path / "state")]
     done = _cli(*options, "images", "import", str(archive))
     assert done.returncode == 0, done.stderr
     digest = done.stdout.split()[1].decode()  # "imported NAME DIGEST"
