@@ -142,3 +142,16 @@ def test_run_extensions_add_options(capsys: pytest.CaptureFixture[str]) -> None:
         assert request.container_options == {"probe": "x"}
     finally:
         hooks._EXTENSIONS.remove(probe)
+
+
+def test_the_sdk_does_not_import_rich() -> None:
+    """rich is the CLI's optional extra: importing the SDK (and the CLI module) must not load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, libcontainerd, libcontainerd.local, libcontainerd.remote, "
+        "libcontainerd.shortcuts, libcontainerd.cli; "
+        "assert 'rich' not in sys.modules, sorted(m for m in sys.modules if 'rich' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
