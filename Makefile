@@ -12,6 +12,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 DEMO_DEBS := busybox-static runc
 TEST_DEBS := $(DEMO_DEBS) containerd crun criu docker-registry skopeo openssl apache2-utils \
@@ -28,14 +29,14 @@ python_id = $(shell $(1) -c 'import sys; print(sys.base_prefix, sys.version)' 2>
 SYSTEM_DIFFERS = $(if $(filter-out $(call python_id,$(PYTHON)),$(call python_id,$(SYSTEM_PYTHON))),yes)
 
 .PHONY: demo test bench setup-demo setup-test lint typecheck pytest pytest-system debs-demo \
-	debs-test venv venv-system fresh-check clean
+	debs-test venv venv-demo venv-system fresh-check clean
 
-demo: debs-demo venv
+demo: debs-demo venv-demo
 	$(PY) examples/quickstart.py
 
 test: debs-test venv lint typecheck pytest pytest-system
 
-setup-demo: debs-demo venv
+setup-demo: debs-demo venv-demo
 
 setup-test: debs-test venv $(if $(SYSTEM_DIFFERS),venv-system)
 
@@ -96,6 +97,16 @@ $(SYSTEM_VENV)/.installed: pyproject.toml
 	$(SYSTEM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SYSTEM_VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+# The demo needs the package and its [cli] extra only, not the development toolchain.
+venv-demo: $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || scripts/ensure_debs.sh python3-venv
+	@$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || scripts/ensure_debs.sh python3-venv
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[cli]'
+	touch $(DEMO_STAMP)
 
 clean:
 	rm -rf $(VENV) $(SYSTEM_VENV) build *.egg-info

@@ -37,6 +37,12 @@ from typing import (
     runtime_checkable,
 )
 
+from .async_shortcuts import (
+    AsyncClientShortcuts,
+    AsyncContainerShortcuts,
+    AsyncImageShortcuts,
+    AsyncTaskShortcuts,
+)
 from .client import (
     AsyncContainer,
     BackendName,
@@ -235,7 +241,7 @@ class AsyncProcessIOFacade(_Facade[ProcessIO]):
         await self._run(self._sync.close)
 
 
-class AsyncProcessFacade(_Facade[Process]):
+class AsyncProcessFacade(AsyncTaskShortcuts, _Facade[Process]):
     """The asyncio twin of a blocking :class:`~libcontainerd.client.Process`."""
 
     def __init__(self, sync: Process, run: Runner) -> None:
@@ -364,7 +370,7 @@ class AsyncTaskFacade(AsyncProcessFacade):
         return await self._run(self._task.force_delete)
 
 
-class AsyncContainerFacade(_Facade[Container]):
+class AsyncContainerFacade(AsyncContainerShortcuts, _Facade[Container]):
     """The asyncio twin of a blocking :class:`~libcontainerd.client.Container`."""
 
     @property
@@ -445,7 +451,7 @@ class AsyncEventStreamFacade(_Facade[EventStream]):
         await self.aclose()
 
 
-class AsyncImageServiceFacade:
+class AsyncImageServiceFacade(AsyncImageShortcuts):
     """The asyncio twin of a blocking :class:`~libcontainerd.client.ImageService`.
 
     ``service`` is called on a pool thread for each operation, so a backend may build its
@@ -538,7 +544,7 @@ ClientT = TypeVar("ClientT", bound=Client)
 _Self = TypeVar("_Self", bound="AsyncClientFacade[Any]")
 
 
-class AsyncClientFacade(_Facade[ClientT]):
+class AsyncClientFacade(AsyncClientShortcuts, _Facade[ClientT]):
     """The asyncio twin of a blocking client; ``close()`` also stops the thread pool."""
 
     def __init__(self, sync: ClientT, run: Runner) -> None:
@@ -587,6 +593,9 @@ class AsyncClientFacade(_Facade[ClientT]):
             labels=labels,
             **extra,
         )
+        return AsyncContainerFacade(container, self._run)
+
+    def _wrap_container(self, container: Container) -> AsyncContainerFacade:
         return AsyncContainerFacade(container, self._run)
 
     async def load_container(self, container_id: str) -> AsyncContainerFacade:

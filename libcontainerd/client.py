@@ -12,11 +12,12 @@ a handle remembers what it learned so repeated calls need no extra round trip.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
+from .shortcuts import SupportsRun
 from .types.auth import Credentials
 from .types.container import ContainerInfo
 from .types.descriptor import Descriptor
@@ -71,6 +72,9 @@ EventCallback = Callable[[Event], None]
 ProgressCallback = Callable[[ProgressEvent], None]
 """Receives transfer progress of image pulls and pushes."""
 
+_Self = TypeVar("_Self")
+
+
 # --------------------------------------------------------------------------- sync
 
 
@@ -82,13 +86,16 @@ class ProcessIO(Protocol):
     """
 
     @property
-    def stdin(self) -> IO[bytes] | None: ...
+    def stdin(self) -> IO[bytes] | None:
+        """The write end of the process's stdin, when requested."""
 
     @property
-    def stdout(self) -> IO[bytes] | None: ...
+    def stdout(self) -> IO[bytes] | None:
+        """The process's stdout (a terminal's output), when requested."""
 
     @property
-    def stderr(self) -> IO[bytes] | None: ...
+    def stderr(self) -> IO[bytes] | None:
+        """The process's stderr, when requested (never with a terminal)."""
 
     def close(self) -> None:
         """Close every stream this object holds."""
@@ -134,6 +141,20 @@ class Process(Protocol):
 
     def delete(self) -> ExitStatus:
         """Remove the exited process and its stdio; returns its exit status."""
+
+    def stop(self, timeout: float = 10.0) -> ExitStatus:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit status."""
+
+    def __enter__(self: _Self) -> _Self:
+        """``with process:`` stops and deletes it on the way out."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
 
 
 @runtime_checkable
@@ -212,6 +233,20 @@ class Container(Protocol):
     def delete(self, *, cleanup_snapshot: bool = True) -> None:
         """Delete the container; ``FailedPrecondition`` while its task exists."""
 
+    def logs(self, *, follow: bool = False) -> Iterator[bytes]:
+        """The output ``LogIO`` kept, in chunks; ``follow`` reads on until the task exits."""
+
+    def __enter__(self: _Self) -> _Self:
+        """``with container:`` force-deletes its task and the container on the way out."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
+
 
 class EventStream(Protocol):
     """A blocking iterator of events; close it (or use ``with``) to unsubscribe."""
@@ -223,14 +258,16 @@ class EventStream(Protocol):
     def close(self) -> None:
         """Stop the subscription."""
 
-    def __enter__(self) -> EventStream: ...
+    def __enter__(self) -> EventStream:
+        """``with`` hands back the stream; leaving closes it."""
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
 
 
 class ImageService(Protocol):
@@ -291,9 +328,12 @@ class ImageService(Protocol):
     ) -> None:
         """Write the images ``refs`` into an OCI image-layout tarball."""
 
+    def tag(self, ref: str, new_ref: str) -> Image:
+        """Give the image ``ref`` a second name ``new_ref``."""
+
 
 @runtime_checkable
-class Client(Protocol):
+class Client(SupportsRun["Container"], Protocol):
     """A connection to one backend, bound to one namespace."""
 
     @property
@@ -348,228 +388,25 @@ class Client(Protocol):
     def close(self) -> None:
         """Release connections, threads and stdio the client holds."""
 
-    def __enter__(self) -> Client: ...
+    def __enter__(self) -> Client:
+        """``with`` hands back the client; leaving closes it."""
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
-
-
-# -------------------------------------------------------------------------- async
-
-
-class AsyncProcessIO(Protocol):
-    """The live streams of a process, for asyncio callers."""
-
-    async def write(self, data: bytes) -> None:
-        """Write to the process's stdin."""
-
-    async def close_stdin(self) -> None:
-        """Send EOF on stdin."""
-
-    async def read_stdout(self, n: int = -1) -> bytes:
-        """Read stdout: up to ``n`` bytes, or to EOF when ``n`` is -1; ``b""`` at EOF."""
-
-    async def read_stderr(self, n: int = -1) -> bytes:
-        """Read stderr like ``read_stdout``."""
-
-    async def close(self) -> None:
-        """Close every stream."""
-
-
-@runtime_checkable
-class AsyncProcess(Protocol):
-    """The asyncio twin of :class:`Process`."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def container_id(self) -> str: ...
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def io(self) -> AsyncProcessIO | None: ...
-
-    async def start(self) -> None: ...
-
-    async def kill(self, signal: int, *, all: bool = False) -> None: ...
-
-    async def wait(self, timeout: float | None = None) -> ExitStatus: ...
-
-    async def status(self) -> Status: ...
-
-    async def resize(self, width: int, height: int) -> None: ...
-
-    async def close_stdin(self) -> None: ...
-
-    async def delete(self) -> ExitStatus: ...
-
-
-@runtime_checkable
-class AsyncTask(AsyncProcess, Protocol):
-    """The asyncio twin of :class:`Task`."""
-
-    async def pause(self) -> None: ...
-
-    async def resume(self) -> None: ...
-
-    async def exec(
-        self, process_id: str, process: ProcessSpec, *, stdio: Stdio | None = None
-    ) -> AsyncProcess: ...
-
-    async def load_process(
-        self, process_id: str, *, stdio: Stdio | None = None
-    ) -> AsyncProcess: ...
-
-    async def pids(self) -> list[ProcessInfo]: ...
-
-    async def summary(self) -> Mapping[str, Any]: ...
-
-    async def stats(self) -> Stats: ...
-
-    async def update_resources(self, resources: Resources) -> None: ...
-
-    async def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None: ...
-
-    async def force_delete(self) -> ExitStatus: ...
-
-
-@runtime_checkable
-class AsyncContainer(Protocol):
-    """The asyncio twin of :class:`Container`."""
-
-    @property
-    def id(self) -> str: ...
-
-    async def info(self) -> ContainerInfo: ...
-
-    async def spec(self) -> Spec: ...
-
-    async def labels(self) -> dict[str, str]: ...
-
-    async def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]: ...
-
-    async def new_task(
-        self, *, stdio: Stdio | None = None, checkpoint_dir: Path | None = None
-    ) -> AsyncTask: ...
-
-    async def task(self) -> AsyncTask: ...
-
-    async def attach_task(self, *, stdio: Stdio | None = None) -> AsyncTask: ...
-
-    async def delete(self, *, cleanup_snapshot: bool = True) -> None: ...
-
-
-class AsyncEventStream(Protocol):
-    """An async iterator of events; ``aclose()`` (or ``async with``) unsubscribes."""
-
-    def __aiter__(self) -> AsyncIterator[Event]: ...
-
-    async def __anext__(self) -> Event: ...
-
-    async def aclose(self) -> None: ...
-
-    async def __aenter__(self) -> AsyncEventStream: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-class AsyncImageService(Protocol):
-    """The asyncio twin of :class:`ImageService`."""
-
-    async def pull(
-        self,
-        ref: str,
-        *,
-        platform: PlatformRequest | None = None,
-        progress: ProgressCallback | None = None,
-        auth: Credentials | None = None,
-        unpack: bool = True,
-    ) -> Image: ...
-
-    async def push(
-        self,
-        ref: str,
-        *,
-        source: str | None = None,
-        platform: PlatformRequest | None = None,
-        progress: ProgressCallback | None = None,
-        auth: Credentials | None = None,
-    ) -> Descriptor: ...
-
-    async def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]: ...
-
-    async def get(self, ref: str) -> Image: ...
-
-    async def remove(self, ref: str, *, sync: bool = False) -> None: ...
-
-    async def import_archive(
-        self,
-        source: Path | str | IO[bytes],
-        *,
-        platform: PlatformRequest | None = None,
-        base_name: str | None = None,
-    ) -> builtins.list[Image]: ...
-
-    async def export_archive(
-        self,
-        refs: Sequence[str],
-        dest: Path | str | IO[bytes],
-        *,
-        platform: PlatformRequest | None = None,
-    ) -> None: ...
-
-
-@runtime_checkable
-class AsyncClient(Protocol):
-    """The asyncio twin of :class:`Client`."""
-
-    @property
-    def backend(self) -> BackendName: ...
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def images(self) -> AsyncImageService: ...
-
-    async def version(self) -> Version: ...
-
-    async def new_container(
-        self,
-        container_id: str,
-        spec: Spec | None = None,
-        *,
-        image: str | None = None,
-        runtime: str | None = None,
-        runtime_options: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> AsyncContainer: ...
-
-    async def load_container(self, container_id: str) -> AsyncContainer: ...
-
-    async def containers(self, filters: Sequence[str] = ()) -> list[AsyncContainer]: ...
-
-    def events(self, filters: Sequence[str] = ()) -> AsyncEventStream: ...
-
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> AsyncClient: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        """Leave ``with``: release or clean up what the object holds."""
+
+
+# The asyncio twins live in their own module; imported here so both come from one place.
+from .async_client import (  # noqa: E402
+    AsyncClient,
+    AsyncContainer,
+    AsyncEventStream,
+    AsyncImageService,
+    AsyncProcess,
+    AsyncProcessIO,
+    AsyncTask,
+)

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, settings
 # The fault suite's summary line is printed by the controller, also under pytest-xdist.
 sys.path.insert(0, str(Path(__file__).parent / "faults"))
 
-pytest_plugins = ["libcontainerd.testing.pytest_plugin", "fault_summary"]
+# libcontainerd.testing.pytest_plugin loads itself through its pytest11 entry point.
+pytest_plugins = ["fault_summary"]
 
 # Property tests judge what the code does, not how fast examples come: on a loaded 2-core
 # machine the wall-clock gates (per-example deadline, slow-generation health check) failed at

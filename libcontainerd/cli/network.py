@@ -11,16 +11,25 @@ import argparse
 import json
 from typing import Any
 
+from libcontainerd.cli.output import make_client
+from libcontainerd.cli.run_extensions import RunRequest, register_run_extension
 from libcontainerd.network import DnsConfig, NetworkSettings
 from libcontainerd.network.settings import DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR
 
-__all__ = ["RUN_DEFAULT_NETWORK", "add_run_arguments", "client_options", "register", "run_kwargs"]
+__all__ = [
+    "RUN_DEFAULT_NETWORK",
+    "NetworkRunExtension",
+    "add_run_arguments",
+    "client_options",
+    "register",
+    "run_kwargs",
+]
 
 RUN_DEFAULT_NETWORK = "bridge"
 """The network ``libcontainerd run`` uses without ``--network``."""
 
 
-def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_settings_arguments(parser: Any) -> None:
     parser.add_argument(
         "--cni-config-dir",
         default=None,
@@ -45,7 +54,10 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--network``, ``-p/--publish``, ``--dns``, ``--dns-search`` and ``--hostname``."""
-    group = parser.add_argument_group("networking")
+    _add_run_options(parser.add_argument_group("networking"))
+
+
+def _add_run_options(group: Any) -> None:
     group.add_argument(
         "--network",
         default=RUN_DEFAULT_NETWORK,
@@ -66,7 +78,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--dns-search", action="append", default=[], metavar="DOMAIN", help="a search domain"
     )
     group.add_argument("--hostname", default=None, help="the container's host name")
-    _add_settings_arguments(parser)
+    _add_settings_arguments(group)
 
 
 def run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,12 +94,24 @@ def run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from libcontainerd import new_client
+class NetworkRunExtension:
+    """The networking options of ``libcontainerd run`` (registered when this module loads)."""
 
-    return new_client(
-        args.backend, address=args.address, namespace=args.namespace, **client_options(args)
-    )
+    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+        """Add ``--network``, ``-p``, ``--dns``, ``--dns-search`` and ``--hostname``."""
+        _add_run_options(group)
+
+    def apply(self, args: argparse.Namespace, request: RunRequest) -> None:
+        """Pass the networking options to ``new_client`` and ``new_container``."""
+        request.container_options.update(run_kwargs(args))
+        request.client_options.update(client_options(args))
+
+
+register_run_extension(NetworkRunExtension())
+
+
+def _client(args: argparse.Namespace) -> Any:
+    return make_client(args, **client_options(args))
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -142,15 +166,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     commands = network.add_subparsers(dest="network_command", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--backend", choices=("local", "remote"))
-        parser.add_argument("--address")
-        parser.add_argument("--namespace", default="default")
         _add_settings_arguments(parser)
 
     ls = commands.add_parser("ls", help="list networks")
     ls.add_argument("--json", action="store_true")
     common(ls)
-    ls.set_defaults(run=_ls)
+    ls.set_defaults(handler=_ls)
 
     create = commands.add_parser("create", help="create a bridge network")
     create.add_argument("name")
@@ -158,10 +179,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     create.add_argument("--gateway")
     create.add_argument("--bridge", help="the bridge device (default lcd-<name>)")
     common(create)
-    create.set_defaults(run=_create)
+    create.set_defaults(handler=_create)
 
     rm = commands.add_parser("rm", help="remove networks created by libcontainerd")
     rm.add_argument("names", nargs="+")
     common(rm)
-    rm.set_defaults(run=_rm)
+    rm.set_defaults(handler=_rm)
     return network

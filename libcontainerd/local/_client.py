@@ -34,6 +34,7 @@ from libcontainerd.local._store import (
 )
 from libcontainerd.network import DnsConfig, Networks, PortMapping
 from libcontainerd.oci import apply_options, generate_spec, with_image_config, with_rootfs
+from libcontainerd.shortcuts import ClientShortcuts
 from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.registry_options import check_registry_option
 from libcontainerd.types.version import Version
@@ -51,7 +52,7 @@ _KNOWN_OPTIONS: frozenset[str] = frozenset(
 _MIN_EVENTS_BYTES = 1024
 
 
-class LocalClient:
+class LocalClient(ClientShortcuts):
     """The local backend's client (implements ``Client``)."""
 
     def __init__(self, config: ClientConfig) -> None:

@@ -31,6 +31,7 @@ from libcontainerd.local._stdio import (
     with_console_size,
 )
 from libcontainerd.local._store import record_to_info
+from libcontainerd.shortcuts import ContainerShortcuts, resolve_log_stdio
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.stdio import NullIO, Stdio
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalContainer"]
 
 
-class LocalContainer:
+class LocalContainer(ContainerShortcuts):
     """A stored container (implements ``Container``)."""
 
     def __init__(self, client: LocalClient, container_id: str) -> None:
@@ -51,6 +52,11 @@ class LocalContainer:
     def id(self) -> str:
         """The container id."""
         return self._id
+
+    @property
+    def log_file(self) -> Path:
+        """Where ``LogIO`` output goes: beside the record, removed with the container."""
+        return self.client.layout.container_dir(self._id) / "output.log"
 
     def info(self) -> ContainerInfo:
         """The stored record."""
@@ -93,7 +99,7 @@ class LocalContainer:
         client = self.client
         record = client.store.get(self._id)
         spec = record["spec"]
-        stdio = stdio or NullIO()
+        stdio = resolve_log_stdio(stdio, self.log_file) or NullIO()
         check_terminal(stdio, spec.get("process") or {}, f"container {self._id}'s spec")
         stdio_rec = stdio_record(stdio)
         options = dict(record["runtime"].get("options") or {})

@@ -57,6 +57,7 @@ from libcontainerd.local._image_graph import (
     read_json,
 )
 from libcontainerd.local._snapshots import snapshot_dir, unpack_layers
+from libcontainerd.shortcuts import ImageShortcuts
 from libcontainerd.types import descriptor as media
 from libcontainerd.types.auth import Credentials
 from libcontainerd.types.descriptor import Descriptor, select_platforms
@@ -113,7 +114,7 @@ def _flock(path: Path, mode: int) -> Iterator[None]:
         os.close(fd)
 
 
-class LocalImageService:
+class LocalImageService(ImageShortcuts):
     """Images of one namespace in the local backend's coalesced store (see module docs).
 
     ``registry_options`` are keyword arguments for every :class:`RegistryClient` this
@@ -230,6 +231,17 @@ class LocalImageService:
             _atomic_json(path, record)
         replaced = old if old is not None and old.target.digest != target.digest else None
         return image, replaced
+
+    def put_record(
+        self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None
+    ) -> Image:
+        """Create the record ``name`` pointing at ``target`` (content already stored), or
+        repoint it; content only the old target used is collected."""
+        with _flock(self._gc_lock, fcntl.LOCK_SH):
+            image, replaced = self._write_record(name, target, labels)
+        if replaced is not None:
+            self._collect([replaced.target])
+        return image
 
     # -- content graph -----------------------------------------------------------------
 

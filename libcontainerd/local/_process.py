@@ -39,6 +39,7 @@ from libcontainerd.local._stdio import (
     stdio_record,
     with_console_size,
 )
+from libcontainerd.shortcuts import TaskShortcuts, resolve_log_stdio
 from libcontainerd.types.process import ProcessInfo
 from libcontainerd.types.stats import Resources, Stats
 from libcontainerd.types.status import ExitStatus, Status
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalProcess", "LocalTask"]
 
 
-class LocalProcess:
+class LocalProcess(TaskShortcuts):
     """A task's init process or an exec'd process (implements ``Process``)."""
 
     def __init__(
@@ -244,7 +245,7 @@ class LocalTask(LocalProcess):
                 "exec needs an OCI process object with non-empty 'args' "
                 "(e.g. the spec's 'process' with new args)"
             )
-        stdio = stdio or NullIO()
+        stdio = resolve_log_stdio(stdio, self._container.log_file) or NullIO()
         check_terminal(stdio, process, f"exec process {process_id!r}")
         stdio_rec = stdio_record(stdio)
         if self._exit_record() is not None:

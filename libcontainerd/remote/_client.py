@@ -32,6 +32,7 @@ from libcontainerd.remote._process import (
 )
 from libcontainerd.remote._transport import REGISTRY_OPTION_KEYS, Transport
 from libcontainerd.remote.supervisor import Supervisor, start_managed
+from libcontainerd.shortcuts import ClientShortcuts
 from libcontainerd.types.version import Version
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _check_registry_options(options: Mapping[str, Any]) -> None:
         raise InvalidArgument(f"option registry: {error}") from None
 
 
-class RemoteClient:
+class RemoteClient(ClientShortcuts):
     """A blocking client for one containerd namespace.
 
     Backend options (``config.options``, the extra keyword arguments of ``new_client``):

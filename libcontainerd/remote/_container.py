@@ -19,7 +19,9 @@ from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_
 from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
 from libcontainerd.remote._pb.containerd.v1.types import task_pb2
 from libcontainerd.remote._process import RemoteTask, Session, check_terminal
+from libcontainerd.remote._stdio import log_file, remove_log_file
 from libcontainerd.remote._transport import NO_TIMEOUT, Transport
+from libcontainerd.shortcuts import ContainerShortcuts
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.stdio import Stdio
 
@@ -35,7 +37,7 @@ def remove_snapshot(transport: Transport, snapshotter: str, key: str) -> None:
         )
 
 
-class RemoteContainer:
+class RemoteContainer(ContainerShortcuts):
     """A container record in containerd.
 
     The handle keeps the last record it read or created: ``new_task`` and ``delete`` use
@@ -165,6 +167,11 @@ class RemoteContainer:
         """Re-open the existing task's FIFOs (after the caller restarted)."""
         return RemoteTask.attach(self._session, self._id, self._task_process(), stdio)
 
+    @property
+    def log_file(self) -> Path:
+        """Where ``LogIO`` output goes (on this host); removed with the container."""
+        return log_file(self._session.transport.address, self._session.namespace, self._id)
+
     def delete(self, *, cleanup_snapshot: bool = True) -> None:
         """Delete the container; ``FailedPrecondition`` while its task exists."""
         try:
@@ -179,6 +186,7 @@ class RemoteContainer:
         record = self._last_record()
         self._t.call(self._t.containers.Delete, containers_pb2.DeleteContainerRequest(id=self._id))
         self._known = None
+        remove_log_file(self.log_file)
         if self._session.networks is not None:
             self._session.networks.forget(self._id)
         if cleanup_snapshot and record.snapshot_key and record.snapshotter:

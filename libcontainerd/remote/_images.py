@@ -50,6 +50,7 @@ from libcontainerd.remote._pb.containerd.services.snapshots.v1 import (
 from libcontainerd.remote._pb.containerd.types import descriptor_pb2, mount_pb2
 from libcontainerd.remote._transport import Transport
 from libcontainerd.remote._unpack import DEFAULT_SNAPSHOTTER, image_chain_id, unpack_image
+from libcontainerd.shortcuts import ImageShortcuts
 from libcontainerd.types import descriptor as media
 from libcontainerd.types.auth import Credentials
 from libcontainerd.types.descriptor import Descriptor
@@ -109,7 +110,7 @@ def _lease_expiry(lifetime: _dt.timedelta) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class RemoteImages:
+class RemoteImages(ImageShortcuts):
     """Images in one containerd namespace.
 
     ``registry_options`` are passed to every :class:`~libcontainerd.distribution.RegistryClient`

@@ -36,10 +36,12 @@ from libcontainerd.remote._stdio import (
     ProcessStdio,
     attach_stdio,
     fifo_dir,
+    log_file,
     prepare_stdio,
     remove_fifo_dir,
 )
 from libcontainerd.remote._transport import NO_TIMEOUT, Transport
+from libcontainerd.shortcuts import TaskShortcuts, resolve_log_stdio
 from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.process import ProcessInfo
 from libcontainerd.types.stats import Resources, Stats
@@ -133,7 +135,9 @@ class Session:
             return process is None or process.is_running()
 
         prepared = prepare_stdio(
-            stdio,
+            resolve_log_stdio(
+                stdio, log_file(self.transport.address, self.namespace, container_id)
+            ),
             namespace=self.namespace,
             container_id=container_id,
             exec_id=exec_id,
@@ -155,7 +159,7 @@ class Session:
         return True
 
 
-class RemoteProcess:
+class RemoteProcess(TaskShortcuts):
     """A process of a task: the init process (``id`` == container id) or an exec."""
 
     def __init__(

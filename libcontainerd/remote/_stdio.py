@@ -16,6 +16,7 @@ dropped once the process started, after which EOF means the shim closed the stre
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import select
@@ -39,6 +40,27 @@ _STDIN_POLL_MS = 500
 
 FIFO_ROOT = Path(f"/tmp/libcontainerd-fifo-{os.getuid()}")
 """Where this user's clients keep process FIFOs."""
+
+LOG_ROOT = (
+    Path("/var/log/libcontainerd")
+    if os.getuid() == 0
+    else Path.home() / ".local" / "state" / "libcontainerd" / "logs"
+)
+"""Where ``LogIO`` output of containers of a containerd on this host is kept."""
+
+
+def log_file(address: str, namespace: str, container_id: str) -> Path:
+    """The ``LogIO`` file of a container; one directory per containerd address."""
+    daemon = hashlib.sha256(address.encode()).hexdigest()[:16]
+    return LOG_ROOT / daemon / namespace / f"{container_id}.log"
+
+
+def remove_log_file(path: Path) -> None:
+    """Remove a container's log file and the directories it leaves empty."""
+    path.unlink(missing_ok=True)
+    for parent in (path.parent, path.parent.parent):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 def _private_dir(path: Path) -> None:

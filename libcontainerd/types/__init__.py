@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     )
     from libcontainerd.types.stats import Resources, Stats
     from libcontainerd.types.status import ExitStatus, Status
-    from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
+    from libcontainerd.types.stdio import FileIO, LogIO, NullIO, PipedIO, Stdio, TerminalIO
     from libcontainerd.types.version import Version
 
 #: Exported name -> (module, attribute); the module is imported when the name is first read.
@@ -68,6 +68,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ExitStatus": ("libcontainerd.types.status", "ExitStatus"),
     "FileIO": ("libcontainerd.types.stdio", "FileIO"),
     "Image": ("libcontainerd.types.image", "Image"),
+    "LogIO": ("libcontainerd.types.stdio", "LogIO"),
     "MAX_IDENTIFIER_LENGTH": ("libcontainerd.types.identifiers", "MAX_IDENTIFIER_LENGTH"),
     "Matcher": ("libcontainerd.types.platform", "Matcher"),
     "Mount": ("libcontainerd.types.mount", "Mount"),
@@ -131,6 +132,7 @@ __all__ = [
     "ExitStatus",
     "FileIO",
     "Image",
+    "LogIO",
     "Matcher",
     "Mount",
     "NullIO",

@@ -1,8 +1,10 @@
 """How a process's standard streams are wired: discarded, sent to files, piped live, or a terminal.
 
 These are requests a caller passes to ``new_task``/``exec``/``attach_task``; both
-backends honour all four. Output sent to files outlives the caller, so it is the
-form to use when a process must survive a restart of the program that started it.
+backends honour all five. Output sent to files outlives the caller, so it is the
+form to use when a process must survive a restart of the program that started it;
+:class:`LogIO` is the same with a file the backend picks and cleans up, read back
+with ``container.logs()``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import attrs
 
 from ..errors import InvalidArgument
 
-__all__ = ["FileIO", "NullIO", "PipedIO", "Stdio", "TerminalIO"]
+__all__ = ["FileIO", "LogIO", "NullIO", "PipedIO", "Stdio", "TerminalIO"]
 
 
 def _absolute(value: Path | str | None) -> Path | None:
@@ -51,6 +53,17 @@ class FileIO:
 
 
 @attrs.frozen
+class LogIO:
+    """Keep stdout and stderr in the container's log file, which the backend manages.
+
+    The file lives with the container's other state, is appended to by every process
+    started this way, survives the caller and is removed with the container. Read it back
+    with ``container.logs()`` (``follow=True`` to keep reading while the task runs). It is
+    the stdio of detached containers (``client.run(..., detach=True)``).
+    """
+
+
+@attrs.frozen
 class PipedIO:
     """Live binary streams: write to ``process.io.stdin``, read ``stdout`` and ``stderr``.
 
@@ -84,5 +97,5 @@ class TerminalIO:
             )
 
 
-Stdio = NullIO | FileIO | PipedIO | TerminalIO
-"""Any of the four stdio requests."""
+Stdio = NullIO | FileIO | LogIO | PipedIO | TerminalIO
+"""Any of the five stdio requests."""

@@ -11,7 +11,7 @@ import itertools
 import os
 import secrets
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,16 @@ class AsyncDriver:
             return _DrivenEvents(value, self._loop)
         if name.startswith("Async"):
             return AsyncDriver(value, self._loop)
+        if isinstance(value, AsyncIterator):
+            return _DrivenEvents(value, self._loop)
         return value
+
+    def __enter__(self) -> AsyncDriver:
+        self._loop.run(self._target.__aenter__())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._loop.run(self._target.__aexit__(*exc))
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
