@@ -36,11 +36,30 @@ from libcontainerd.distribution.docker_config import DockerConfig, normalize_reg
 from libcontainerd.errors import AuthenticationError, InvalidArgument, RegistryError
 from libcontainerd.types.auth import Credentials
 
-__all__ = ["CredentialSource", "RegistryAuth"]
+__all__ = ["CredentialSource", "RegistryAuth", "merge_scopes"]
 
 CredentialSource: TypeAlias = (
     Credentials | Mapping[str, Credentials] | Callable[[str], Credentials | None] | None
 )
+
+
+def merge_scopes(scopes: Sequence[str]) -> list[str]:
+    """One scope per resource with the union of its actions, sorted: ``repository:x:pull``
+    and ``repository:x:push,pull`` become ``repository:x:pull,push``.
+
+    A registry may list a challenge's actions in any order; merging keeps a token request
+    from asking twice for one resource and keeps the token cache key stable.
+    """
+    actions: dict[str, set[str]] = {}
+    plain: set[str] = set()
+    for scope in scopes:
+        resource, sep, listed = scope.rpartition(":")
+        if not sep or not resource or ":" not in resource:
+            plain.add(scope)  # not ``type:name:actions``: kept as it came
+            continue
+        actions.setdefault(resource, set()).update(a for a in listed.split(",") if a)
+    merged = [f"{resource}:{','.join(sorted(acts))}" for resource, acts in actions.items()]
+    return sorted(plain | set(merged))
 
 
 class RegistryAuth:
@@ -155,7 +174,7 @@ class RegistryAuth:
             return "Basic " + base64.b64encode(pair).decode("ascii")
         if creds is not None and creds.registry_token:
             return f"Bearer {creds.registry_token}"
-        scope = " ".join(sorted(set(scopes) | set(extra_scope.split())))
+        scope = " ".join(merge_scopes([*scopes, *extra_scope.split()]))
         token = self.tokens.get(challenge.realm, challenge.service, scope)
         if token is None:
             token = yield from self.fetch_token(domain, challenge, scope, creds)
