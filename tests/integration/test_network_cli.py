@@ -1,13 +1,9 @@
-"""The networking command line: ``network ls|create|rm`` and ``run``'s networking options.
-
-``libcontainerd/cli/network.py`` is loaded from its file because the command line's
-package is assembled elsewhere; the tests call its functions as the command will.
-"""
+"""The networking command line: ``network ls|create|rm`` and ``run``'s networking options,
+through the ``libcontainerd`` command itself."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -18,23 +14,14 @@ from typing import Any
 
 import pytest
 
-import libcontainerd
+from libcontainerd.cli import main as cli_main
+from libcontainerd.cli import network as network_cli
 from libcontainerd.network import DnsConfig
-
-CLI_FILE = Path(libcontainerd.__file__).parent / "cli" / "network.py"
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("libcontainerd_cli_network", CLI_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def cli() -> ModuleType:
-    return _module()
+    return network_cli
 
 
 @pytest.fixture(scope="module")
@@ -50,54 +37,27 @@ def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         daemon.stop()
 
 
-def _main(cli: ModuleType, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="libcontainerd")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    status: int = args.run(args)
-    return status
-
-
 @pytest.mark.containerd
 def test_network_ls_create_rm(
-    cli: ModuleType, address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    common = [
-        "--backend",
-        "remote",
-        "--address",
-        address,
-        "--namespace",
-        "lcd-net-cli",
+    client = ["--backend", "remote", "--address", address, "--namespace", "lcd-net-cli"]
+    dirs = [
         "--cni-config-dir",
         str(tmp_path / "net.d"),
         "--network-state-dir",
         str(tmp_path / "state"),
     ]
-    assert (
-        _main(
-            cli,
-            [
-                "network",
-                "create",
-                "clinet",
-                "--subnet",
-                "10.213.75.0/24",
-                "--bridge",
-                "lcdt75",
-                *common,
-            ],
-        )
-        == 0
-    )
+    create = ["clinet", "--subnet", "10.213.75.0/24", "--bridge", "lcdt75"]
+    assert cli_main([*client, "network", "create", *create, *dirs]) == 0
     assert capsys.readouterr().out == "clinet lcdt75 10.213.75.0/24\n"
-    assert _main(cli, ["network", "ls", "--json", *common]) == 0
+    assert cli_main([*client, "network", "ls", "--json", *dirs]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["name"] == "clinet" and listed["owned"] is True
     assert listed["plugins"] == ["bridge", "portmap", "firewall", "loopback"]
-    assert _main(cli, ["network", "ls", *common]) == 0
+    assert cli_main([*client, "network", "ls", *dirs]) == 0
     assert "clinet" in capsys.readouterr().out
-    assert _main(cli, ["network", "rm", "clinet", *common]) == 0
+    assert cli_main([*client, "network", "rm", "clinet", *dirs]) == 0
     assert not (tmp_path / "net.d" / "libcontainerd-clinet.conflist").exists()
 
 

@@ -139,7 +139,7 @@ def test_run_extensions_add_options(capsys: pytest.CaptureFixture[str]) -> None:
         request = hooks.RunRequest("c")
         for extension in hooks.run_extensions():
             extension.apply(args, request)
-        assert request.container_options == {"probe": "x"}
+        assert request.container_options["probe"] == "x"
     finally:
         hooks._EXTENSIONS.remove(probe)
 
