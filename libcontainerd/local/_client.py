@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import copy
 import datetime as _dt
 import json
 import os
@@ -26,11 +25,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from libcontainerd._backend_rules import (
+    EventCallbackPump,
+    check_labels,
+    check_signal,
+    check_terminal,
+    check_terminal_size,
+    container_exists,
+    exec_exists,
+    no_terminal,
+    runtime_refused,
+    task_exists,
+)
 from libcontainerd._checkpoint import restore_dir
 from libcontainerd.client import Container, ProcessSpec, Spec
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import (
-    AlreadyExists,
     DeadlineExceeded,
     Error,
     FailedPrecondition,
@@ -60,7 +70,8 @@ from libcontainerd.local._store import (
     matches_filters,
     record_to_info,
 )
-from libcontainerd.oci import apply_options, generate_spec, with_image_config, with_rootfs
+from libcontainerd.oci import generate_spec, spec_with_image
+from libcontainerd.oci.validate import validate_process, validate_spec
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.process import ProcessInfo
@@ -124,19 +135,6 @@ def _stdio_record(stdio: Stdio) -> dict[str, Any]:
     raise InvalidArgument(
         f"stdio must be NullIO, FileIO, PipedIO or TerminalIO, not {type(stdio).__name__}"
     )
-
-
-def _check_terminal(stdio: Stdio, process: Mapping[str, Any], what: str) -> None:
-    wants = bool(process.get("terminal", False))
-    if wants and not isinstance(stdio, TerminalIO):
-        raise InvalidArgument(
-            f"{what} asks for a terminal (process.terminal is true) but stdio is "
-            f"{type(stdio).__name__}; pass stdio=TerminalIO() or drop oci.with_tty()"
-        )
-    if isinstance(stdio, TerminalIO) and not wants:
-        raise InvalidArgument(
-            f"stdio is TerminalIO but {what} has process.terminal false; add oci.with_tty()"
-        )
 
 
 def _with_console_size(process: Mapping[str, Any], stdio: Stdio) -> dict[str, Any]:
@@ -268,6 +266,7 @@ class LocalProcess:
 
     def kill(self, signal: int, *, all: bool = False) -> None:
         """Send ``signal`` (to every process of the container with ``all``)."""
+        signal = check_signal(signal)
         if self._exit_record() is not None:
             raise NotFound(f"process {self.id} has already exited; nothing to signal")
         if self._exec_id:
@@ -409,10 +408,9 @@ class LocalProcess:
 
     def resize(self, width: int, height: int) -> None:
         """Resize the terminal."""
+        check_terminal_size(width, height)
         if self._io is None or self._io.master < 0:
-            raise FailedPrecondition(f"process {self.id} has no terminal to resize")
-        if not (0 < width <= 65535 and 0 < height <= 65535):
-            raise InvalidArgument(f"terminal size {width}x{height} out of range 1-65535")
+            raise no_terminal(self.id)
         self._io.resize(width, height)
 
     def close_stdin(self) -> None:
@@ -469,13 +467,9 @@ class LocalTask(LocalProcess):
     ) -> LocalProcess:
         """Create (not start) an extra process described by the OCI ``process`` object."""
         directory = self._client.layout.exec_dir(self.container_id, process_id)
-        if not isinstance(process, Mapping) or not process.get("args"):
-            raise InvalidArgument(
-                "exec needs an OCI process object with non-empty 'args' "
-                "(e.g. the spec's 'process' with new args)"
-            )
+        process = validate_process(process)
         stdio = stdio or NullIO()
-        _check_terminal(stdio, process, f"exec process {process_id!r}")
+        check_terminal(process, stdio, f"exec process {process_id!r}")
         stdio_rec = _stdio_record(stdio)
         if self._exit_record() is not None:
             raise FailedPrecondition(f"task {self.container_id} has exited; cannot exec")
@@ -483,10 +477,7 @@ class LocalTask(LocalProcess):
         try:
             directory.mkdir()
         except FileExistsError:
-            raise AlreadyExists(
-                f"exec id {process_id!r} is already used in task {self.container_id}; "
-                "delete that process or pick another id"
-            ) from None
+            raise exec_exists(process_id, self.container_id) from None
         try:
             _monitor.write_json_atomic(
                 str(directory / "process.json"), _with_console_size(process, stdio), durable=False
@@ -576,7 +567,10 @@ class LocalTask(LocalProcess):
         """Apply new resource limits to the running container."""
         if not isinstance(resources, Resources):
             raise InvalidArgument(f"resources must be a Resources, not {type(resources).__name__}")
-        self._driver.update(self.container_id, resources.to_oci())
+        try:
+            self._driver.update(self.container_id, resources.to_oci())
+        except RuntimeCommandError as exc:
+            raise runtime_refused(f"update the resources of {self.container_id!r}", exc) from exc
 
     def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None:
         """Checkpoint with CRIU; on failure the container keeps running."""
@@ -740,7 +734,7 @@ class LocalContainer:
         record = client.store.get(self._id)
         spec = record["spec"]
         stdio = stdio or NullIO()
-        _check_terminal(stdio, spec.get("process") or {}, f"container {self._id}'s spec")
+        check_terminal(spec.get("process") or {}, stdio, f"container {self._id}'s spec")
         stdio_rec = _stdio_record(stdio)
         options = dict(record["runtime"].get("options") or {})
         driver = client.driver_for(str(record["runtime"]["name"]), options)
@@ -753,10 +747,7 @@ class LocalContainer:
             try:
                 task_dir.mkdir()
             except FileExistsError:
-                raise AlreadyExists(
-                    f"container {self._id} already has a task; use task() or attach_task(), "
-                    "or delete it first"
-                ) from None
+                raise task_exists(self._id) from None
         try:
             config = dict(spec)
             config["process"] = _with_console_size(spec["process"], stdio)
@@ -777,10 +768,12 @@ class LocalContainer:
                     raise Unavailable(f"the monitor did not pass the terminal: {reply}")
                 master = fds[0]
             io = _open_io(task_dir, stdio_rec, master)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Error):
                 driver.delete(self._id, force=True)
             shutil.rmtree(task_dir, ignore_errors=True)
+            if isinstance(exc, RuntimeCommandError):
+                raise runtime_refused(f"create the task of container {self._id!r}", exc) from exc
             raise
         task = LocalTask(self, driver, "", task_dir, io)
         task._pid = pid
@@ -1004,18 +997,13 @@ class LocalClient:
         self._images: LocalImageService | None = None
         self.zygote = _Zygote()
         self._closed = False
-        self._callback_stream: LocalEventStream | None = None
+        self._callback_pump: EventCallbackPump | None = None
         if config.on_event is not None:
-            callback = config.on_event
-            stream = LocalEventStream(str(self.layout.events_file))
-            self._callback_stream = stream
-
-            def pump() -> None:
-                for event in stream:
-                    with contextlib.suppress(Exception):
-                        callback(event)
-
-            threading.Thread(target=pump, name="libcontainerd-local-events", daemon=True).start()
+            self._callback_pump = EventCallbackPump(
+                LocalEventStream(str(self.layout.events_file)),
+                config.on_event,
+                name="libcontainerd-local-events",
+            )
 
     def driver_for(
         self, runtime: str, runtime_options: Mapping[str, Any] | None = None
@@ -1097,33 +1085,23 @@ class LocalClient:
                 "new_container needs a spec (see libcontainerd.oci.generate_spec), an image, "
                 "or both"
             )
-        if spec is not None and (
-            not isinstance(spec, Mapping) or not isinstance(spec.get("process"), Mapping)
-        ):
-            raise InvalidArgument("spec must be an OCI runtime spec dict with a 'process' object")
-        for key, value in (labels or {}).items():
-            if not isinstance(key, str) or not key or not isinstance(value, str):
-                raise InvalidArgument(f"label {key!r}={value!r}: keys and values must be str")
+        if spec is not None:
+            spec = validate_spec(spec)
+        labels = check_labels(labels)
         runtime_name = runtime or self.runtime
         options = validate_runtime_options(runtime_options)
         self.driver_for(runtime_name, options)
         if self.store.exists(container_id):
-            raise AlreadyExists(
-                f"container {container_id!r} already exists in namespace {self.namespace!r}; "
-                "load it or pick another id"
-            )
+            raise container_exists(container_id, self.namespace)
         container_dir = self.layout.container_dir(container_id)
         if image is not None:
             rootfs, config = self.images.prepare_image_rootfs(image, container_dir)
         try:
-            if image is not None and spec is None:
-                spec = generate_spec(
-                    with_image_config(config, rootfs=rootfs),
-                    container_id=container_id,
-                    namespace=self.namespace,
-                )
-            elif image is not None:
-                spec = apply_options(copy.deepcopy(dict(spec or {})), with_rootfs(rootfs))
+            if image is not None:
+                # The one rule of both backends: the image fills what the spec leaves at
+                # its defaults (see libcontainerd.oci.image).
+                base = spec or generate_spec(container_id=container_id, namespace=self.namespace)
+                spec = spec_with_image(base, config, root_path=rootfs)
             assert spec is not None
             self.store.create(
                 container_id,
@@ -1182,8 +1160,8 @@ class LocalClient:
         """Stop the ``on_event`` pump. Containers keep running."""
         self._closed = True
         self.zygote.close()
-        if self._callback_stream is not None:
-            self._callback_stream.close()
+        if self._callback_pump is not None:
+            self._callback_pump.close()
 
     def __enter__(self) -> LocalClient:
         return self

@@ -17,11 +17,24 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
+from .._backend_rules import (
+    EventCallbackPump,
+    check_labels,
+    check_signal,
+    check_terminal,
+    check_terminal_size,
+    container_exists,
+    exec_exists,
+    no_terminal,
+    runtime_failure,
+    task_exists,
+)
 from .._checkpoint import restore_dir
 from .._health import HealthStatus, check_health
 from ..client import Container
 from ..config import ClientConfig
 from ..errors import (
+    AlreadyExists,
     Canceled,
     DeadlineExceeded,
     Error,
@@ -31,15 +44,16 @@ from ..errors import (
     Unimplemented,
     Unknown,
 )
+from ..oci.validate import validate_process, validate_spec
 from ..types.container import ContainerInfo
 from ..types.process import ProcessInfo
 from ..types.stats import Resources, Stats
 from ..types.status import ExitStatus, Status
-from ..types.stdio import Stdio, TerminalIO
+from ..types.stdio import Stdio
 from ..types.version import Version
 from . import _convert
 from ._convert import RUNC_OPTIONS_TYPE
-from ._events import CallbackSubscription, RemoteEventStream, subscribe
+from ._events import RemoteEventStream, subscribe
 from ._extras import Introspection, Leases, Namespaces
 from ._pb.containerd.runc.v1 import oci_pb2
 from ._pb.containerd.services.containers.v1 import containers_pb2
@@ -72,21 +86,6 @@ def _exit_status(code: int, exited_at: Any, has_time: bool) -> ExitStatus:
     if has_time:
         return ExitStatus(code, _convert.to_datetime(exited_at))
     return ExitStatus(code)
-
-
-def _check_terminal(process: Mapping[str, Any], stdio: Stdio | None, what: str) -> None:
-    wants_tty = bool(process.get("terminal", False))
-    has_tty = isinstance(stdio, TerminalIO)
-    if wants_tty and not has_tty:
-        raise InvalidArgument(
-            f"the {what} process spec asks for a terminal (process.terminal=true) but stdio "
-            "is not TerminalIO; pass stdio=TerminalIO() or drop with_tty()"
-        )
-    if has_tty and not wants_tty:
-        raise InvalidArgument(
-            f"stdio is TerminalIO but the {what} process spec has no terminal; add "
-            "oci.with_tty() to the spec (or set process['terminal'] = True)"
-        )
 
 
 class RemoteProcess:
@@ -161,8 +160,7 @@ class RemoteProcess:
 
     def kill(self, signal: int, *, all: bool = False) -> None:
         """Send ``signal`` to the process; with ``all=True`` to every process of the task."""
-        if isinstance(signal, bool) or not isinstance(signal, int) or not 0 < signal < 65:
-            raise InvalidArgument(f"signal must be an int from 1 to 64, got {signal!r}")
+        signal = check_signal(signal)
         self._t.call(
             self._t.tasks.Kill,
             tasks_pb2.KillRequest(
@@ -240,9 +238,11 @@ class RemoteProcess:
 
     def resize(self, width: int, height: int) -> None:
         """Resize the process's terminal."""
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 65535:
-                raise InvalidArgument(f"terminal {name} must be 1 to 65535, got {value!r}")
+        check_terminal_size(width, height)
+        # containerd accepts ResizePty for a process without a terminal and does nothing.
+        has_terminal = self._stdio.terminal if self._stdio is not None else self._get().terminal
+        if not has_terminal:
+            raise no_terminal(self.id)
         self._t.call(
             self._t.tasks.ResizePty,
             tasks_pb2.ResizePtyRequest(
@@ -335,11 +335,8 @@ class RemoteTask(RemoteProcess):
     ) -> RemoteProcess:
         """Create (not start) an extra process described by an OCI ``process`` object."""
         exec_id = _validate_id(process_id, "exec id")
-        if not isinstance(process, Mapping):
-            raise InvalidArgument(f"process must be a dict, not {type(process).__name__}")
-        if not process.get("args"):
-            raise InvalidArgument("the exec process spec needs non-empty 'args'")
-        _check_terminal(process, stdio, "exec")
+        process = validate_process(process)
+        check_terminal(process, stdio, f"exec process {exec_id!r}")
         spec = _convert.json_any(_convert.PROCESS_SPEC_TYPE, dict(process))
         process_stdio = self._client._prepare(stdio, self._container_id, exec_id)
         try:
@@ -355,9 +352,11 @@ class RemoteTask(RemoteProcess):
                     spec=spec,
                 ),
             )
-        except BaseException:
+        except BaseException as error:
             self._client._forget(process_stdio)
             process_stdio.close()
+            if isinstance(error, AlreadyExists):
+                raise exec_exists(exec_id, self._container_id, error) from error
             raise
         return RemoteProcess(self._client, self._container_id, exec_id, stdio=process_stdio)
 
@@ -440,13 +439,18 @@ class RemoteTask(RemoteProcess):
             raise InvalidArgument(
                 f"resources must be a libcontainerd Resources, not {type(resources).__name__}"
             )
-        self._t.call(
-            self._t.tasks.Update,
-            tasks_pb2.UpdateTaskRequest(
-                container_id=self._container_id,
-                resources=_convert.json_any(_convert.LINUX_RESOURCES_TYPE, resources.to_oci()),
-            ),
-        )
+        try:
+            self._t.call(
+                self._t.tasks.Update,
+                tasks_pb2.UpdateTaskRequest(
+                    container_id=self._container_id,
+                    resources=_convert.json_any(_convert.LINUX_RESOURCES_TYPE, resources.to_oci()),
+                ),
+            )
+        except Unknown as error:
+            raise runtime_failure(
+                f"update the resources of {self._container_id!r}", "", error
+            ) from error
 
     def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None:
         """Checkpoint the task with CRIU into ``checkpoint_dir`` (an absolute directory)."""
@@ -564,7 +568,7 @@ class RemoteContainer:
         task_options = _restore_options(record.runtime.name, checkpoint_dir)
         spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
         process = (spec.get("process") if isinstance(spec, dict) else None) or {}
-        _check_terminal(process, stdio, "container's")
+        check_terminal(process, stdio, f"container {self._id}'s spec")
         from ._images import container_rootfs
 
         rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
@@ -583,9 +587,15 @@ class RemoteContainer:
                 ),
                 timeout=NO_TIMEOUT if task_options is not None else None,
             )
-        except BaseException:
+        except BaseException as error:
             self._client._forget(process_stdio)
             process_stdio.close()
+            if isinstance(error, AlreadyExists):
+                raise task_exists(self._id, error) from error
+            if isinstance(error, Unknown):
+                raise runtime_failure(
+                    f"create the task of container {self._id!r}", record.runtime.name, error
+                ) from error
             raise
         return RemoteTask(self._client, self._id, pid=response.pid, stdio=process_stdio)
 
@@ -696,9 +706,11 @@ class RemoteClient:
         """containerd's plugins and server identity."""
         self.leases = Leases(self.transport)
         """Leases that protect content and snapshots from garbage collection."""
-        self._subscription: CallbackSubscription | None = None
+        self._subscription: EventCallbackPump | None = None
         if config.on_event is not None:
-            self._subscription = CallbackSubscription(self.transport, config.on_event)
+            self._subscription = EventCallbackPump(
+                subscribe(self.transport, ()), config.on_event, name="libcontainerd-events"
+            )
 
     @property
     def backend(self) -> Literal["remote"]:
@@ -802,12 +814,9 @@ class RemoteClient:
             raise InvalidArgument(
                 "new_container needs a spec (build one with libcontainerd.oci.generate_spec)"
             )
-        if spec is not None and not isinstance(spec, Mapping):
-            raise InvalidArgument(f"spec must be a dict, not {type(spec).__name__}")
-        if labels is not None and not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise InvalidArgument("labels must map non-empty str keys to str values")
+        if spec is not None:
+            spec = validate_spec(spec)
+        labels = check_labels(labels)
         prepared = None
         if image is not None:
             from ._images import prepare_image_rootfs
@@ -834,9 +843,11 @@ class RemoteClient:
                 self.transport.containers.Create,
                 containers_pb2.CreateContainerRequest(container=record),
             )
-        except BaseException:
+        except BaseException as error:
             if prepared is not None:
                 prepared.discard()
+            if isinstance(error, AlreadyExists):
+                raise container_exists(container_id, self.namespace, error) from error
             raise
         if prepared is not None:
             prepared.release()

@@ -33,7 +33,6 @@ from ._pb.containerd.services.events.v1 import events_pb2
 from ._transport import Backoff, ResponseStream, Transport
 
 __all__ = [
-    "CallbackSubscription",
     "RemoteEventStream",
     "decode_any",
     "decode_envelope",
@@ -262,29 +261,3 @@ def subscribe(
         return transport.stream(transport.events.Subscribe, request)
 
     return RemoteEventStream(open_stream(), open_stream)
-
-
-class CallbackSubscription:
-    """Delivers every event of the namespace to a callback from a background thread."""
-
-    def __init__(self, transport: Transport, callback: Callable[[Event], None]) -> None:
-        self._stream = subscribe(transport, ())
-        self._callback = callback
-        self._thread = threading.Thread(target=self._run, name="libcontainerd-events", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._stream:
-                try:
-                    self._callback(event)
-                except Exception:  # a failing callback must not end the subscription
-                    _log.exception("on_event callback failed for %s", event.topic)
-        except Exception:
-            _log.exception("event subscription ended with an error")
-
-    def close(self) -> None:
-        """Stop the subscription and join the thread."""
-        self._stream.close()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
