@@ -69,9 +69,10 @@ def test_random_process_values_are_typed(process: Any) -> None:
 @given(_anything)
 def test_random_exec_processes_are_typed(process: Any) -> None:
     try:
-        validate_process(process)
+        checked = validate_process(process)
     except InvalidArgument:
-        pass
+        return
+    assert checked["args"] and all(isinstance(a, str) for a in checked["args"])
 
 
 def test_deep_nesting_is_refused_without_recursion_error() -> None:
