@@ -72,13 +72,14 @@ MAX_OS_FEATURES = 32
 
 _EXAMPLE = "expected os/arch[/variant] such as linux/amd64"
 
-# Components as stored: lowercase, starting with a letter or digit so that no
-# component can be "." or ".." if someone ever builds a path from it.
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+# Components as stored: lowercase, not starting with '.', so that no component can be
+# "." or ".." if someone ever builds a path from it.
+_TOKEN = re.compile(r"[a-z0-9_-][a-z0-9_.-]*")
 # Components as a user may type them, before normalisation lowers the case.
 # Checked BEFORE lowering: str.lower() maps some non-ASCII letters (the Kelvin
 # sign, for one) onto ASCII ones.
-_RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# containerd's platforms.Parse takes [A-Za-z0-9_-]+ per component: no '.', any first one.
+_RAW_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 # os.version ("10.0.17763.1879") and os.features ("win32k") are opaque to
 # matching; a conservative character set keeps them safe in headers and logs.
 _OPAQUE = re.compile(r"[A-Za-z0-9_.+:-]+")
@@ -158,7 +159,7 @@ def _check_token(name: str, value: object, *, allow_empty: bool = False) -> None
         )
         raise InvalidArgument(
             f"invalid platform {name} {_q(value)}: must be lowercase letters, digits, '_', '.' "
-            f"and '-', starting with a letter or digit{hint}"
+            f"and '-', not starting with '.'{hint}"
         )
 
 
@@ -294,8 +295,8 @@ class Platform:
                 )
             if not _RAW_TOKEN.fullmatch(part):
                 raise InvalidArgument(
-                    f"{prefix}: {name} {_q(part)} may only contain letters, digits, '_', '.' and "
-                    f"'-', starting with a letter or digit; {_EXAMPLE}"
+                    f"{prefix}: {name} {_q(part)} may only contain letters, digits, '_' and "
+                    f"'-'; {_EXAMPLE}"
                 )
         if len(parts) == 1:
             word = parts[0]
@@ -658,8 +659,9 @@ def _fallbacks(p: Platform) -> list[Platform]:
 
 def _variant_level(variant: str) -> int | None:
     digits = variant[1:] if variant.startswith("v") else variant
-    # Go's Atoi also takes a sign; a variant never carries one in practice.
-    if digits.isascii() and digits.isdigit() and len(digits) <= 4:
+    # As Go's Atoi: leading zeros are read ("v007" is 7). containerd would list every
+    # lower variant of a huge number; beyond four digits no fallbacks are listed at all.
+    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 4:
         return int(digits)
     return None
 
