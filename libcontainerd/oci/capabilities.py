@@ -125,8 +125,9 @@ def bounding_capabilities(status_path: str | os.PathLike[str] = "/proc/self/stat
 
 def with_privileged() -> SpecOpt:
     """Make the container privileged: the capabilities the calling process has (its
-    bounding set, read when the option is applied), no masked or read-only paths, access
-    to every device the cgroup would allow, and new privileges allowed.
+    bounding set, read when the option is applied), no masked or read-only paths, a
+    writable ``/sys`` and cgroup filesystem, no seccomp, AppArmor or SELinux confinement,
+    access to every device the cgroup would allow, and new privileges allowed.
 
     Asking for capabilities the host does not have would make the runtime refuse the
     container, so only those of :func:`bounding_capabilities` are granted. Host devices are
@@ -135,10 +136,17 @@ def with_privileged() -> SpecOpt:
 
     def opt(spec: Spec) -> None:
         with_capabilities(bounding_capabilities())(spec)
-        process_section(spec)["noNewPrivileges"] = False
+        process = process_section(spec)
+        process["noNewPrivileges"] = False
+        process.pop("apparmorProfile", None)
+        process.pop("selinuxLabel", None)
         linux = linux_section(spec)
         linux["maskedPaths"] = []
         linux["readonlyPaths"] = []
+        linux.pop("seccomp", None)
         resources_section(spec)["devices"] = [{"allow": True, "access": "rwm"}]
+        for mount in spec.get("mounts") or []:
+            if mount.get("type") in ("sysfs", "cgroup", "cgroup2"):
+                mount["options"] = [o for o in mount.get("options") or [] if o != "ro"]
 
     return opt

@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from libcontainerd.errors import Error
-from libcontainerd.oci import DEFAULT_PATH_ENV, generate_spec, with_cwd, with_env, with_process_args
+from libcontainerd.oci import (
+    DEFAULT_PATH_ENV,
+    generate_spec,
+    with_cwd,
+    with_env,
+    with_privileged,
+    with_process_args,
+)
 from libcontainerd.types.stdio import PipedIO
 
 PRINT_ENV_AND_CWD = ("sh", "-c", 'echo "FOO=$FOO"; pwd')
@@ -69,6 +76,25 @@ def test_spec_plus_image_spec_wins_where_set(env: Env, client: Any, image_name: 
         with_cwd("/var"),
     )
     assert out == b"FOO=mine\n/var\n"
+
+
+def test_privileged_container_gets_the_callers_bounding_set(env: Env, client: Any) -> None:
+    """with_privileged() runs on this host and grants exactly the caller's bounding set."""
+    container = env.container(
+        client, with_process_args("sh", "-c", "grep CapBnd /proc/self/status"), with_privileged()
+    )
+    task = container.new_task(stdio=PipedIO(stdin=False))
+    task.start()
+    out = bytes(task.io.stdout.read()).decode()
+    assert task.wait(timeout=30).code == 0
+    task.delete()
+    container.delete()
+    host = next(
+        line
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("CapBnd")
+    )
+    assert out.split() == host.split()
 
 
 def test_on_event_callback_error_is_logged_and_does_not_end_it(

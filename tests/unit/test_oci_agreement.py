@@ -157,6 +157,10 @@ def test_privileged_grants_the_bounding_set() -> None:
     caps = spec["process"]["capabilities"]
     assert caps["bounding"] == bounding_capabilities()
     assert set(caps["bounding"]) <= set(ALL_CAPABILITIES)
+    for mount in spec["mounts"]:
+        if mount["type"] in ("sysfs", "cgroup"):
+            assert "ro" not in mount["options"]
+    assert spec["linux"]["maskedPaths"] == [] and "seccomp" not in spec["linux"]
 
 
 def test_bounding_capabilities_reads_capbnd(tmp_path: Path) -> None:
