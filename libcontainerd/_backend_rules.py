@@ -23,7 +23,9 @@ from libcontainerd.types.stdio import Stdio, TerminalIO
 __all__ = [
     "EventCallbackPump",
     "EventSource",
+    "check_filters",
     "check_labels",
+    "check_runtime_name",
     "check_signal",
     "check_terminal",
     "check_terminal_size",
@@ -86,6 +88,28 @@ def check_labels(labels: object) -> dict[str, str]:
                 f"label {key!r}={value!r}: keys must be non-empty str and values str"
             )
     return dict(labels)
+
+
+def check_filters(filters: object) -> list[str]:
+    """``filters`` as a list of str (a single string is one filter), or ``InvalidArgument``."""
+    if isinstance(filters, str):
+        return [filters]
+    if not isinstance(filters, (list, tuple)) or not all(isinstance(f, str) for f in filters):
+        raise InvalidArgument(
+            f"filters must be a list of str such as ['labels.\"app\"==web'], got {filters!r:.80}"
+        )
+    return list(filters)
+
+
+def check_runtime_name(runtime: object) -> str | None:
+    """``runtime`` (``None`` for the client's default), or ``InvalidArgument`` unless it is
+    a non-empty str."""
+    if runtime is not None and (not isinstance(runtime, str) or not runtime):
+        raise InvalidArgument(
+            f"runtime must be a non-empty str such as 'runc' (local) or "
+            f"'io.containerd.runc.v2' (remote), got {runtime!r:.80}"
+        )
+    return runtime
 
 
 # ------------------------------------------------------------------ terminal rules

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from libcontainerd._backend_rules import (
     EventCallbackPump,
+    check_filters,
     check_labels,
+    check_runtime_name,
     check_signal,
     check_terminal,
     check_terminal_size,
@@ -706,9 +708,7 @@ class LocalContainer:
 
     def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         """Merge ``labels`` (an empty value removes a label); return the result."""
-        for key, value in labels.items():
-            if not isinstance(key, str) or not key or not isinstance(value, str):
-                raise InvalidArgument(f"label {key!r}={value!r}: keys and values must be str")
+        labels = check_labels(labels)
 
         def change(record: dict[str, Any]) -> None:
             current = dict(record.get("labels") or {})
@@ -1088,7 +1088,7 @@ class LocalClient:
         if spec is not None:
             spec = validate_spec(spec)
         labels = check_labels(labels)
-        runtime_name = runtime or self.runtime
+        runtime_name = check_runtime_name(runtime) or self.runtime
         options = validate_runtime_options(runtime_options)
         self.driver_for(runtime_name, options)
         if self.store.exists(container_id):
@@ -1129,6 +1129,7 @@ class LocalClient:
 
     def containers(self, filters: Sequence[str] = ()) -> list[Container]:
         """Every container, optionally filtered (``id==x``, ``labels."k"==v``, ``runtime==``)."""
+        filters = check_filters(filters)
         result: list[Container] = []
         for container_id in self.store.ids():
             try:
@@ -1154,7 +1155,7 @@ class LocalClient:
 
     def events(self, filters: Sequence[str] = ()) -> LocalEventStream:
         """Events from now on (``topic==...``, ``container_id==...`` filters)."""
-        return LocalEventStream(str(self.layout.events_file), filters)
+        return LocalEventStream(str(self.layout.events_file), check_filters(filters))
 
     def close(self) -> None:
         """Stop the ``on_event`` pump. Containers keep running."""

@@ -19,7 +19,9 @@ from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 
 from .._backend_rules import (
     EventCallbackPump,
+    check_filters,
     check_labels,
+    check_runtime_name,
     check_signal,
     check_terminal,
     check_terminal_size,
@@ -542,10 +544,7 @@ class RemoteContainer:
 
     def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         """Merge ``labels`` into the container's labels (an empty value removes one)."""
-        if not isinstance(labels, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise InvalidArgument("labels must map non-empty str keys to str values")
+        labels = check_labels(labels)
         if not labels:
             return self.labels()
         record = containers_pb2.Container(id=self._id, labels=dict(labels))
@@ -817,6 +816,7 @@ class RemoteClient:
         if spec is not None:
             spec = validate_spec(spec)
         labels = check_labels(labels)
+        runtime = check_runtime_name(runtime)
         prepared = None
         if image is not None:
             from ._images import prepare_image_rootfs
@@ -861,8 +861,7 @@ class RemoteClient:
 
     def containers(self, filters: Sequence[str] = ()) -> list[Container]:
         """Every container in the namespace, optionally filtered (containerd filter syntax)."""
-        if isinstance(filters, str):
-            filters = [filters]
+        filters = check_filters(filters)
         response = self.transport.call(
             self.transport.containers.List,
             containers_pb2.ListContainersRequest(filters=list(filters)),
@@ -872,7 +871,7 @@ class RemoteClient:
 
     def events(self, filters: Sequence[str] = ()) -> RemoteEventStream:
         """Subscribe to this namespace's events from now on."""
-        return subscribe(self.transport, filters)
+        return subscribe(self.transport, check_filters(filters))
 
     def close(self) -> None:
         """Stop the event callback, close every stream and the connection.

@@ -187,3 +187,34 @@ def test_hostile_specs_raise_only_typed_errors(
     except Error:
         return
     container.delete()
+
+
+_HOSTILE_CALLS = {
+    "labels-not-str": lambda env, c, cid: env.container(
+        c, with_process_args("true"), labels={1: 2}
+    ),
+    "labels-a-string": lambda env, c, cid: env.container(
+        c, with_process_args("true"), labels="a=b"
+    ),
+    "runtime-options-a-string": lambda env, c, cid: c.new_container(
+        cid, env.spec(cid, with_process_args("true")), runtime_options="x"
+    ),
+    "runtime-not-a-string": lambda env, c, cid: c.new_container(
+        cid, env.spec(cid, with_process_args("true")), runtime=5
+    ),
+    "container-id-not-a-string": lambda env, c, cid: c.new_container(
+        5, env.spec(cid, with_process_args("true"))
+    ),
+    "load-none": lambda env, c, cid: c.load_container(None),
+    "filters-not-strings": lambda env, c, cid: c.containers([5]),
+    "stdio-a-string": lambda env, c, cid: env.container(c, with_process_args("true")).new_task(
+        stdio="piped"
+    ),
+}
+
+
+@pytest.mark.parametrize("call", sorted(_HOSTILE_CALLS))
+def test_hostile_arguments_raise_only_typed_errors(env: Env, client: Any, call: str) -> None:
+    """Wrong types in the other arguments of the public API are typed errors too."""
+    with pytest.raises(Error):
+        _HOSTILE_CALLS[call](env, client, unique_id())
