@@ -30,12 +30,15 @@ __all__ = [
     "check_terminal",
     "check_terminal_size",
     "container_exists",
+    "container_not_found",
     "exec_exists",
     "no_terminal",
+    "process_not_found",
     "runtime_failure",
     "runtime_missing",
     "runtime_refused",
     "task_exists",
+    "task_not_found",
 ]
 
 _log = logging.getLogger("libcontainerd.events")
@@ -170,6 +173,33 @@ def exec_exists(exec_id: str, container_id: str, cause: Error | None = None) -> 
     error = AlreadyExists(
         f"exec id {exec_id!r} is already used in task {container_id!r}; delete that "
         "process or pick another id"
+    )
+    error.__cause__ = cause
+    return error
+
+
+def container_not_found(container_id: str, namespace: str, cause: Error | None = None) -> NotFound:
+    """The error of naming a container that does not exist."""
+    error = NotFound(
+        f"container {container_id!r} not found in namespace {namespace!r}; list the "
+        "containers with containers() or create it with new_container()"
+    )
+    error.__cause__ = cause
+    return error
+
+
+def task_not_found(container_id: str, cause: Error | None = None) -> NotFound:
+    """The error of asking for the task of a container that has none."""
+    error = NotFound(f"container {container_id!r} has no task; create one with new_task()")
+    error.__cause__ = cause
+    return error
+
+
+def process_not_found(exec_id: str, container_id: str, cause: Error | None = None) -> NotFound:
+    """The error of naming an exec'd process the task does not have."""
+    error = NotFound(
+        f"no process {exec_id!r} in task {container_id!r}; create it with exec() first "
+        "(a deleted process is gone)"
     )
     error.__cause__ = cause
     return error

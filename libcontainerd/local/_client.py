@@ -36,8 +36,10 @@ from libcontainerd._backend_rules import (
     container_exists,
     exec_exists,
     no_terminal,
+    process_not_found,
     runtime_refused,
     task_exists,
+    task_not_found,
 )
 from libcontainerd._checkpoint import restore_dir
 from libcontainerd.client import Container, ProcessSpec, Spec
@@ -511,7 +513,7 @@ class LocalTask(LocalProcess):
         the streams it was created with."""
         directory = self._client.layout.exec_dir(self.container_id, process_id)
         if not (directory / "process.json").exists():
-            raise NotFound(f"no process {process_id!r} in task {self.container_id}")
+            raise process_not_found(process_id, self.container_id)
         process = LocalProcess(self._container, self._driver, process_id, directory, None)
         if stdio is None or isinstance(stdio, (NullIO, FileIO)):
             return process
@@ -849,9 +851,7 @@ class LocalContainer:
         try:
             task_rec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise NotFound(
-                f"container {self._id} has no task; create one with new_task()"
-            ) from None
+            raise task_not_found(self._id) from None
         driver = client.driver_for(str(task_rec["runtime"]), task_rec.get("runtime_options"))
         io = None
         if attach:

@@ -26,10 +26,13 @@ from .._backend_rules import (
     check_terminal,
     check_terminal_size,
     container_exists,
+    container_not_found,
     exec_exists,
     no_terminal,
+    process_not_found,
     runtime_failure,
     task_exists,
+    task_not_found,
 )
 from .._checkpoint import restore_dir
 from .._health import HealthStatus, check_health
@@ -369,7 +372,10 @@ class RemoteTask(RemoteProcess):
         """
         exec_id = _validate_id(process_id, "exec id")
         process = RemoteProcess(self._client, self._container_id, exec_id)
-        info = process._get()
+        try:
+            info = process._get()
+        except NotFound as error:
+            raise process_not_found(exec_id, self._container_id, error) from error
         process._pid = info.pid
         if stdio is not None:
             process._stdio = self._client._track(
@@ -599,9 +605,12 @@ class RemoteContainer:
         return RemoteTask(self._client, self._id, pid=response.pid, stdio=process_stdio)
 
     def _task_process(self) -> task_pb2.Process:
-        response = self._t.call(
-            self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
-        )
+        try:
+            response = self._t.call(
+                self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
+            )
+        except NotFound as error:
+            raise task_not_found(self._id, error) from error
         return response.process
 
     def task(self) -> RemoteTask:
@@ -856,7 +865,10 @@ class RemoteClient:
     def load_container(self, container_id: str) -> RemoteContainer:
         """A handle on an existing container; ``NotFound`` when absent."""
         container = RemoteContainer(self, _validate_id(container_id, "container id"))
-        container._record()
+        try:
+            container._record()
+        except NotFound as error:
+            raise container_not_found(container.id, self.namespace, error) from error
         return container
 
     def containers(self, filters: Sequence[str] = ()) -> list[Container]:

@@ -141,15 +141,21 @@ def test_row_exec_id_reused(env: Env, client: Any) -> None:
 
 
 def test_row_container_not_found(client: Any) -> None:
-    _raises("container-not-found", lambda: client.load_container(unique_id("missing")))
+    missing = unique_id("missing")
+    error = _raises("container-not-found", lambda: client.load_container(missing))
+    assert missing in str(error) and "new_container()" in str(error)
 
 
 def test_row_task_not_found(env: Env, client: Any) -> None:
     container = env.container(client, with_process_args("true"))
-    _raises("task-not-found", container.task)
+    for call in (container.task, container.attach_task):
+        error = _raises("task-not-found", call)
+        assert container.id in str(error) and "new_task()" in str(error)
 
 
 def test_row_process_not_found(env: Env, client: Any) -> None:
     _container, task = _started(env, client)
-    _raises("process-not-found", lambda: task.load_process(unique_id("e")))
+    missing = unique_id("e")
+    error = _raises("process-not-found", lambda: task.load_process(missing))
+    assert missing in str(error) and "exec()" in str(error)
     task.force_delete()
