@@ -14,7 +14,8 @@ import pytest
 from fault_support import Tally, remote_leaks, wait_until
 
 import libcontainerd
-from libcontainerd.distribution import DirectoryContentStore, RegistryClient
+from libcontainerd.content import DirectoryContentStore
+from libcontainerd.distribution import RegistryClient
 from libcontainerd.errors import Error
 from libcontainerd.testing.image_builder import build_image
 from libcontainerd.types.descriptor import Descriptor
