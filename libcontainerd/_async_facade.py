@@ -14,15 +14,11 @@ frees its pool thread soon after: ``wait`` through the backend's own ``cancel=``
 
 from __future__ import annotations
 
-import asyncio
-import builtins
-import contextvars
 import functools
 import inspect
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import (
@@ -37,38 +33,33 @@ from typing import (
     runtime_checkable,
 )
 
-from .async_shortcuts import (
+from libcontainerd._async_images import AsyncImageServiceFacade
+from libcontainerd._async_runner import MAX_THREADS, Runner
+from libcontainerd.async_shortcuts import (
     AsyncClientShortcuts,
     AsyncContainerShortcuts,
-    AsyncImageShortcuts,
     AsyncTaskShortcuts,
 )
-from .client import (
+from libcontainerd.client import (
     AsyncContainer,
     BackendName,
     Client,
     Container,
     EventStream,
-    ImageService,
-    PlatformRequest,
     Process,
     ProcessIO,
     ProcessSpec,
-    ProgressCallback,
     Spec,
     Task,
 )
-from .errors import Canceled, DeadlineExceeded, FailedPrecondition
-from .types.auth import Credentials
-from .types.container import ContainerInfo
-from .types.descriptor import Descriptor
-from .types.events import Event
-from .types.image import Image
-from .types.process import ProcessInfo
-from .types.stats import Resources, Stats
-from .types.status import ExitStatus, Status
-from .types.stdio import Stdio
-from .types.version import Version
+from libcontainerd.errors import Canceled, DeadlineExceeded, FailedPrecondition
+from libcontainerd.types.container import ContainerInfo
+from libcontainerd.types.events import Event
+from libcontainerd.types.process import ProcessInfo
+from libcontainerd.types.stats import Resources, Stats
+from libcontainerd.types.status import ExitStatus, Status
+from libcontainerd.types.stdio import Stdio
+from libcontainerd.types.version import Version
 
 __all__ = [
     "MAX_THREADS",
@@ -87,40 +78,10 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-MAX_THREADS = 256
-"""Pool size: every pending ``wait`` or event read holds a thread while it lasts."""
-
 WAIT_SLICE = 1.0
 """Longest single blocking ``wait`` call: a cancelled async wait frees its thread this soon."""
 
 _EVENT_POLL = 0.5
-
-
-class Runner:
-    """Runs blocking calls off the event loop on a pool that one async client owns."""
-
-    def __init__(self, thread_name_prefix: str, max_threads: int = MAX_THREADS) -> None:
-        self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix=thread_name_prefix)
-
-    async def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(*args, **kwargs)`` on the pool (with the caller's context variables)."""
-        context = contextvars.copy_context()
-
-        def call() -> T:
-            return context.run(fn, *args, **kwargs)
-
-        try:
-            future = asyncio.get_running_loop().run_in_executor(self._pool, call)
-        except RuntimeError:
-            # The executor refuses new work once shut down.
-            raise FailedPrecondition(
-                "the async client was closed; create a new client to go on"
-            ) from None
-        return await future
-
-    def shutdown(self) -> None:
-        """Stop taking calls; threads still running finish on their own."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --------------------------------------------------------------------- protocols
@@ -451,95 +412,6 @@ class AsyncEventStreamFacade(_Facade[EventStream]):
         await self.aclose()
 
 
-class AsyncImageServiceFacade(AsyncImageShortcuts):
-    """The asyncio twin of a blocking :class:`~libcontainerd.client.ImageService`.
-
-    ``service`` is called on a pool thread for each operation, so a backend may build its
-    image service lazily without blocking the event loop. Keyword arguments beyond the
-    contract are passed through to the backend.
-    """
-
-    def __init__(self, service: Callable[[], ImageService], run: Runner) -> None:
-        self._service = service
-        self._run = run
-
-    @property
-    def sync(self) -> ImageService:
-        """The blocking image service this one drives."""
-        return self._service()
-
-    async def pull(
-        self,
-        ref: str,
-        *,
-        platform: PlatformRequest | None = None,
-        progress: ProgressCallback | None = None,
-        auth: Credentials | None = None,
-        unpack: bool = True,
-        **options: Any,
-    ) -> Image:
-        """Pull ``ref`` for ``platform`` (default: this host) and, by default, unpack it."""
-        return await self._run(
-            lambda: self._service().pull(
-                ref, platform=platform, progress=progress, auth=auth, unpack=unpack, **options
-            )
-        )
-
-    async def push(
-        self,
-        ref: str,
-        *,
-        source: str | None = None,
-        platform: PlatformRequest | None = None,
-        progress: ProgressCallback | None = None,
-        auth: Credentials | None = None,
-        **options: Any,
-    ) -> Descriptor:
-        """Push the local image ``source`` (default: ``ref``) to ``ref``'s registry."""
-        return await self._run(
-            lambda: self._service().push(
-                ref, source=source, platform=platform, progress=progress, auth=auth, **options
-            )
-        )
-
-    async def list(self, filters: Sequence[str] = (), **options: Any) -> builtins.list[Image]:
-        """Every image record, optionally filtered."""
-        return await self._run(lambda: self._service().list(filters, **options))
-
-    async def get(self, ref: str, **options: Any) -> Image:
-        """One image record; ``NotFound`` when absent."""
-        return await self._run(lambda: self._service().get(ref, **options))
-
-    async def remove(self, ref: str, *, sync: bool = False) -> None:
-        """Remove an image record; ``sync`` waits for garbage collection."""
-        await self._run(lambda: self._service().remove(ref, sync=sync))
-
-    async def import_archive(
-        self,
-        source: Path | str | IO[bytes],
-        *,
-        platform: PlatformRequest | None = None,
-        **options: Any,
-    ) -> builtins.list[Image]:
-        """Import an OCI image-layout or docker-archive tarball."""
-        return await self._run(
-            lambda: self._service().import_archive(source, platform=platform, **options)
-        )
-
-    async def export_archive(
-        self,
-        refs: Sequence[str],
-        dest: Path | str | IO[bytes],
-        *,
-        platform: PlatformRequest | None = None,
-        **options: Any,
-    ) -> None:
-        """Write the images ``refs`` into an OCI image-layout tarball."""
-        await self._run(
-            lambda: self._service().export_archive(refs, dest, platform=platform, **options)
-        )
-
-
 ClientT = TypeVar("ClientT", bound=Client)
 _Self = TypeVar("_Self", bound="AsyncClientFacade[Any]")
 
@@ -635,7 +507,7 @@ class AsyncClientFacade(AsyncClientShortcuts, _Facade[ClientT]):
 
 
 if TYPE_CHECKING:
-    from .client import (
+    from libcontainerd.client import (
         AsyncClient,
         AsyncEventStream,
         AsyncImageService,

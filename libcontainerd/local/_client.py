@@ -10,16 +10,22 @@ rebuilt by a new client. The handles are in :mod:`libcontainerd.local._container
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from libcontainerd._backend_rules import (
+    EventCallbackPump,
+    check_filters,
+    check_labels,
+    check_runtime_name,
+    container_exists,
+)
 from libcontainerd.client import Container, Spec
 from libcontainerd.config import ClientConfig
-from libcontainerd.errors import AlreadyExists, Error, InvalidArgument, NotFound
+from libcontainerd.errors import Error, InvalidArgument, NotFound
 from libcontainerd.local._container import LocalContainer
 from libcontainerd.local._events import EventLog, LocalEventStream
 from libcontainerd.local._monitor_client import Zygote
@@ -33,7 +39,8 @@ from libcontainerd.local._store import (
     matches_filters,
 )
 from libcontainerd.network import DnsConfig, Networks, PortMapping
-from libcontainerd.oci import apply_options, generate_spec, with_image_config, with_rootfs
+from libcontainerd.oci import generate_spec, spec_with_image
+from libcontainerd.oci.validate import validate_spec
 from libcontainerd.shortcuts import ClientShortcuts
 from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.registry_options import check_registry_option
@@ -95,7 +102,7 @@ class LocalClient(ClientShortcuts):
         self._images: LocalImageService | None = None
         self.zygote = Zygote()
         self._closed = False
-        self._callback_stream: LocalEventStream | None = None
+        self._callback_pump: EventCallbackPump | None = None
         self.networks = Networks.for_client(
             self,
             config.options.get("network"),
@@ -103,16 +110,11 @@ class LocalClient(ClientShortcuts):
         )
         """CNI networks: create, list and remove them; containers join with ``network=``."""
         if config.on_event is not None:
-            callback = config.on_event
-            stream = LocalEventStream(str(self.layout.events_file))
-            self._callback_stream = stream
-
-            def pump() -> None:
-                for event in stream:
-                    with contextlib.suppress(Exception):
-                        callback(event)
-
-            threading.Thread(target=pump, name="libcontainerd-local-events", daemon=True).start()
+            self._callback_pump = EventCallbackPump(
+                LocalEventStream(str(self.layout.events_file)),
+                config.on_event,
+                name="libcontainerd-local-events",
+            )
 
     def driver_for(
         self, runtime: str, runtime_options: Mapping[str, Any] | None = None
@@ -200,33 +202,23 @@ class LocalClient(ClientShortcuts):
                 "new_container needs a spec (see libcontainerd.oci.generate_spec), an image, "
                 "or both"
             )
-        if spec is not None and (
-            not isinstance(spec, Mapping) or not isinstance(spec.get("process"), Mapping)
-        ):
-            raise InvalidArgument("spec must be an OCI runtime spec dict with a 'process' object")
-        for key, value in (labels or {}).items():
-            if not isinstance(key, str) or not key or not isinstance(value, str):
-                raise InvalidArgument(f"label {key!r}={value!r}: keys and values must be str")
-        runtime_name = runtime or self.runtime
+        if spec is not None:
+            spec = validate_spec(spec)
+        labels = check_labels(labels)
+        runtime_name = check_runtime_name(runtime) or self.runtime
         options = validate_runtime_options(runtime_options)
         self.driver_for(runtime_name, options)
         if self.store.exists(container_id):
-            raise AlreadyExists(
-                f"container {container_id!r} already exists in namespace {self.namespace!r}; "
-                "load it or pick another id"
-            )
+            raise container_exists(container_id, self.namespace)
         container_dir = self.layout.container_dir(container_id)
         if image is not None:
             rootfs, config = self.images.prepare_image_rootfs(image, container_dir)
         try:
-            if image is not None and spec is None:
-                spec = generate_spec(
-                    with_image_config(config, rootfs=rootfs),
-                    container_id=container_id,
-                    namespace=self.namespace,
-                )
-            elif image is not None:
-                spec = apply_options(copy.deepcopy(dict(spec or {})), with_rootfs(rootfs))
+            if image is not None:
+                # The one rule of both backends: the image fills what the spec leaves at
+                # its defaults (see libcontainerd.oci.image).
+                base = spec or generate_spec(container_id=container_id, namespace=self.namespace)
+                spec = spec_with_image(base, config, root_path=rootfs)
             assert spec is not None
             spec, labels = self.networks.plan(
                 container_id, spec, labels, network=network, ports=ports, dns=dns, hostname=hostname
@@ -257,6 +249,7 @@ class LocalClient(ClientShortcuts):
 
     def containers(self, filters: Sequence[str] = ()) -> list[Container]:
         """Every container, optionally filtered (``id==x``, ``labels."k"==v``, ``runtime==``)."""
+        filters = check_filters(filters)
         result: list[Container] = []
         for container_id in self.store.ids():
             try:
@@ -282,14 +275,14 @@ class LocalClient(ClientShortcuts):
 
     def events(self, filters: Sequence[str] = ()) -> LocalEventStream:
         """Events from now on (``topic==...``, ``container_id==...`` filters)."""
-        return LocalEventStream(str(self.layout.events_file), filters)
+        return LocalEventStream(str(self.layout.events_file), check_filters(filters))
 
     def close(self) -> None:
         """Stop the ``on_event`` pump. Containers keep running."""
         self._closed = True
         self.zygote.close()
-        if self._callback_stream is not None:
-            self._callback_stream.close()
+        if self._callback_pump is not None:
+            self._callback_pump.close()
 
     def __enter__(self) -> LocalClient:
         return self

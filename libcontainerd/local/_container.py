@@ -9,14 +9,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from libcontainerd._backend_rules import (
+    check_labels,
+    check_terminal,
+    runtime_refused,
+    task_exists,
+    task_not_found,
+)
 from libcontainerd._checkpoint import restore_dir
 from libcontainerd.client import Spec
 from libcontainerd.errors import (
-    AlreadyExists,
     Error,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
+    RuntimeCommandError,
     Unavailable,
 )
 from libcontainerd.local._monitor_client import spawn_monitor
@@ -24,7 +30,6 @@ from libcontainerd.local._monitor_protocol import request, write_json_atomic
 from libcontainerd.local._process import LocalTask
 from libcontainerd.local._runtime import RuntimeDriver
 from libcontainerd.local._stdio import (
-    check_terminal,
     make_fifos,
     open_io,
     stdio_record,
@@ -72,9 +77,7 @@ class LocalContainer(ContainerShortcuts):
 
     def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         """Merge ``labels`` (an empty value removes a label); return the result."""
-        for key, value in labels.items():
-            if not isinstance(key, str) or not key or not isinstance(value, str):
-                raise InvalidArgument(f"label {key!r}={value!r}: keys and values must be str")
+        labels = check_labels(labels)
 
         def change(record: dict[str, Any]) -> None:
             current = dict(record.get("labels") or {})
@@ -100,7 +103,7 @@ class LocalContainer(ContainerShortcuts):
         record = client.store.get(self._id)
         spec = record["spec"]
         stdio = resolve_log_stdio(stdio, self.log_file) or NullIO()
-        check_terminal(stdio, spec.get("process") or {}, f"container {self._id}'s spec")
+        check_terminal(spec.get("process") or {}, stdio, f"container {self._id}'s spec")
         stdio_rec = stdio_record(stdio)
         options = dict(record["runtime"].get("options") or {})
         driver = client.driver_for(str(record["runtime"]["name"]), options)
@@ -113,10 +116,7 @@ class LocalContainer(ContainerShortcuts):
             try:
                 task_dir.mkdir()
             except FileExistsError:
-                raise AlreadyExists(
-                    f"container {self._id} already has a task; use task() or attach_task(), "
-                    "or delete it first"
-                ) from None
+                raise task_exists(self._id) from None
         try:
             config = dict(spec)
             config["process"] = with_console_size(spec["process"], stdio)
@@ -138,11 +138,13 @@ class LocalContainer(ContainerShortcuts):
                     raise Unavailable(f"the monitor did not pass the terminal: {reply}")
                 master = fds[0]
             io = open_io(task_dir, stdio_rec, master)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Error):
                 driver.delete(self._id, force=True)
             client.networks.detach(self._id)
             shutil.rmtree(task_dir, ignore_errors=True)
+            if isinstance(exc, RuntimeCommandError):
+                raise runtime_refused(f"create the task of container {self._id!r}", exc) from exc
             raise
         return LocalTask(self, driver, "", task_dir, io, pid=pid)
 
@@ -179,9 +181,7 @@ class LocalContainer(ContainerShortcuts):
         try:
             task_rec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise NotFound(
-                f"container {self._id} has no task; create one with new_task()"
-            ) from None
+            raise task_not_found(self._id) from None
         driver = client.driver_for(str(task_rec["runtime"]), task_rec.get("runtime_options"))
         io = None
         if attach:

@@ -16,9 +16,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from libcontainerd._backend_rules import (
+    check_signal,
+    check_terminal,
+    check_terminal_size,
+    exec_exists,
+    no_terminal,
+    process_not_found,
+    runtime_refused,
+)
 from libcontainerd.client import ProcessSpec
 from libcontainerd.errors import (
-    AlreadyExists,
     DeadlineExceeded,
     Error,
     FailedPrecondition,
@@ -32,13 +40,13 @@ from libcontainerd.local._monitor_protocol import write_json_atomic
 from libcontainerd.local._runtime import RuntimeDriver
 from libcontainerd.local._stdio import (
     FifoIO,
-    check_terminal,
     make_fifos,
     open_io,
     read_cgroup_stats,
     stdio_record,
     with_console_size,
 )
+from libcontainerd.oci.validate import validate_process
 from libcontainerd.shortcuts import TaskShortcuts, resolve_log_stdio
 from libcontainerd.types.process import ProcessInfo
 from libcontainerd.types.stats import Resources, Stats
@@ -145,6 +153,7 @@ class LocalProcess(TaskShortcuts):
 
     def kill(self, signal: int, *, all: bool = False) -> None:
         """Send ``signal`` (to every process of the container with ``all``)."""
+        signal = check_signal(signal)
         if self._exit_record() is not None:
             raise NotFound(f"process {self.id} has already exited; nothing to signal")
         if self._exec_id:
@@ -180,10 +189,9 @@ class LocalProcess(TaskShortcuts):
 
     def resize(self, width: int, height: int) -> None:
         """Resize the terminal."""
+        check_terminal_size(width, height)
         if self._io is None or self._io.master < 0:
-            raise FailedPrecondition(f"process {self.id} has no terminal to resize")
-        if not (0 < width <= 65535 and 0 < height <= 65535):
-            raise InvalidArgument(f"terminal size {width}x{height} out of range 1-65535")
+            raise no_terminal(self.id)
         self._io.resize(width, height)
 
     def close_stdin(self) -> None:
@@ -240,13 +248,9 @@ class LocalTask(LocalProcess):
     ) -> LocalProcess:
         """Create (not start) an extra process described by the OCI ``process`` object."""
         directory = self._client.layout.exec_dir(self.container_id, process_id)
-        if not isinstance(process, Mapping) or not process.get("args"):
-            raise InvalidArgument(
-                "exec needs an OCI process object with non-empty 'args' "
-                "(e.g. the spec's 'process' with new args)"
-            )
+        process = validate_process(process)
         stdio = resolve_log_stdio(stdio, self._container.log_file) or NullIO()
-        check_terminal(stdio, process, f"exec process {process_id!r}")
+        check_terminal(process, stdio, f"exec process {process_id!r}")
         stdio_rec = stdio_record(stdio)
         if self._exit_record() is not None:
             raise FailedPrecondition(f"task {self.container_id} has exited; cannot exec")
@@ -254,10 +258,7 @@ class LocalTask(LocalProcess):
         try:
             directory.mkdir()
         except FileExistsError:
-            raise AlreadyExists(
-                f"exec id {process_id!r} is already used in task {self.container_id}; "
-                "delete that process or pick another id"
-            ) from None
+            raise exec_exists(process_id, self.container_id) from None
         try:
             write_json_atomic(
                 str(directory / "process.json"), with_console_size(process, stdio), durable=False
@@ -289,7 +290,7 @@ class LocalTask(LocalProcess):
         the streams it was created with."""
         directory = self._client.layout.exec_dir(self.container_id, process_id)
         if not (directory / "process.json").exists():
-            raise NotFound(f"no process {process_id!r} in task {self.container_id}")
+            raise process_not_found(process_id, self.container_id)
         process = LocalProcess(self._container, self._driver, process_id, directory, None)
         if stdio is None or isinstance(stdio, (NullIO, FileIO)):
             return process
@@ -347,7 +348,10 @@ class LocalTask(LocalProcess):
         """Apply new resource limits to the running container."""
         if not isinstance(resources, Resources):
             raise InvalidArgument(f"resources must be a Resources, not {type(resources).__name__}")
-        self._driver.update(self.container_id, resources.to_oci())
+        try:
+            self._driver.update(self.container_id, resources.to_oci())
+        except RuntimeCommandError as exc:
+            raise runtime_refused(f"update the resources of {self.container_id!r}", exc) from exc
 
     def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None:
         """Checkpoint with CRIU; on failure the container keeps running."""

@@ -23,7 +23,6 @@ from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
 __all__ = [
     "FifoIO",
     "TtyReader",
-    "check_terminal",
     "make_fifos",
     "open_fifo_reader",
     "open_fifo_writer",
@@ -56,20 +55,6 @@ def stdio_record(stdio: Stdio) -> dict[str, Any]:
     raise InvalidArgument(
         f"stdio must be NullIO, FileIO, PipedIO or TerminalIO, not {type(stdio).__name__}"
     )
-
-
-def check_terminal(stdio: Stdio, process: Mapping[str, Any], what: str) -> None:
-    """``InvalidArgument`` unless a terminal is asked for by both or by neither."""
-    wants = bool(process.get("terminal", False))
-    if wants and not isinstance(stdio, TerminalIO):
-        raise InvalidArgument(
-            f"{what} asks for a terminal (process.terminal is true) but stdio is "
-            f"{type(stdio).__name__}; pass stdio=TerminalIO() or drop oci.with_tty()"
-        )
-    if isinstance(stdio, TerminalIO) and not wants:
-        raise InvalidArgument(
-            f"stdio is TerminalIO but {what} has process.terminal false; add oci.with_tty()"
-        )
 
 
 def with_console_size(process: Mapping[str, Any], stdio: Stdio) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from libcontainerd.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound
+from libcontainerd._backend_rules import container_not_found
+from libcontainerd.errors import AlreadyExists, DataLoss, InvalidArgument
 from libcontainerd.filters import matches_filters
 from libcontainerd.local._monitor_protocol import write_json_atomic
 from libcontainerd.local._runtime import runtime_key
@@ -195,9 +196,7 @@ class ContainerStore:
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise NotFound(
-                f"container {container_id!r} not found in namespace {self.layout.namespace!r}"
-            ) from None
+            raise container_not_found(container_id, self.layout.namespace) from None
         except ValueError as exc:
             raise DataLoss(f"container record {path} is corrupt: {exc}") from exc
         if not isinstance(value, dict):

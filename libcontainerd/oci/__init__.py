@@ -14,12 +14,17 @@ small functions applied in order::
 
 from __future__ import annotations
 
-from libcontainerd.oci.options import (
+from libcontainerd.oci.capabilities import (
     ALL_CAPABILITIES,
+    bounding_capabilities,
+    with_capabilities,
+    with_privileged,
+)
+from libcontainerd.oci.image import spec_with_image, with_image_config
+from libcontainerd.oci.options import (
     OciMountable,
     with_additional_gids,
     with_annotations,
-    with_capabilities,
     with_cgroups_path,
     with_cpu_quota,
     with_cpu_shares,
@@ -28,13 +33,11 @@ from libcontainerd.oci.options import (
     with_env,
     with_host_namespaces,
     with_hostname,
-    with_image_config,
     with_linux_namespace,
     with_memory_limit,
     with_mounts,
     with_namespaces,
     with_pids_limit,
-    with_privileged,
     with_process_args,
     with_readonly_rootfs,
     with_rootfs,
@@ -57,6 +60,7 @@ from libcontainerd.oci.spec import (
     generate_spec,
 )
 from libcontainerd.oci.users import ResolvedUser, resolve_user
+from libcontainerd.oci.validate import MAX_SPEC_DEPTH, validate_process, validate_spec
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -64,6 +68,7 @@ __all__ = [
     "DEFAULT_MASKED_PATHS",
     "DEFAULT_PATH_ENV",
     "DEFAULT_READONLY_PATHS",
+    "MAX_SPEC_DEPTH",
     "NAMESPACE_KINDS",
     "OCI_VERSION",
     "OciMountable",
@@ -71,9 +76,13 @@ __all__ = [
     "Spec",
     "SpecOpt",
     "apply_options",
+    "bounding_capabilities",
     "default_mounts",
     "generate_spec",
     "resolve_user",
+    "spec_with_image",
+    "validate_process",
+    "validate_spec",
     "with_additional_gids",
     "with_annotations",
     "with_capabilities",

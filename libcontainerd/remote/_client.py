@@ -13,14 +13,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import empty_pb2
 
+from libcontainerd._backend_rules import (
+    EventCallbackPump,
+    check_filters,
+    check_labels,
+    check_runtime_name,
+    container_exists,
+    container_not_found,
+)
 from libcontainerd._health import HealthStatus, check_health
 from libcontainerd.client import Container
 from libcontainerd.config import ClientConfig
-from libcontainerd.errors import InvalidArgument
+from libcontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from libcontainerd.network import DnsConfig, Networks, PortMapping
+from libcontainerd.oci.validate import validate_spec
 from libcontainerd.remote import _convert
 from libcontainerd.remote._container import RemoteContainer
-from libcontainerd.remote._events import CallbackSubscription, RemoteEventStream, subscribe
+from libcontainerd.remote._events import RemoteEventStream, subscribe
 from libcontainerd.remote._extras import Introspection, Leases, Namespaces
 from libcontainerd.remote._pb.containerd.services.containers.v1 import containers_pb2
 from libcontainerd.remote._process import (
@@ -96,9 +105,13 @@ class RemoteClient(ClientShortcuts):
         """containerd's plugins and server identity."""
         self.leases = Leases(self.transport)
         """Leases that protect content and snapshots from garbage collection."""
-        self._subscription: CallbackSubscription | None = None
+        self._subscription: EventCallbackPump | None = None
         if config.on_event is not None:
-            self._subscription = CallbackSubscription(self.transport, config.on_event)
+            # The resilient stream reconstructs exits missed across a containerd restart,
+            # so the callback sees them too.
+            self._subscription = EventCallbackPump(
+                subscribe(self.transport, ()), config.on_event, name="libcontainerd-events"
+            )
         self.networks = Networks.for_client(
             self, config.options.get("network"), owner=f"remote:{self.address}:{self.namespace}"
         )
@@ -179,12 +192,10 @@ class RemoteClient(ClientShortcuts):
             raise InvalidArgument(
                 "new_container needs a spec (build one with libcontainerd.oci.generate_spec)"
             )
-        if spec is not None and not isinstance(spec, Mapping):
-            raise InvalidArgument(f"spec must be a dict, not {type(spec).__name__}")
-        if labels is not None and not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise InvalidArgument("labels must map non-empty str keys to str values")
+        if spec is not None:
+            spec = validate_spec(spec)
+        labels = check_labels(labels)
+        runtime = check_runtime_name(runtime)
         prepared = None
         if image is not None:
             from libcontainerd.remote._images import prepare_image_rootfs
@@ -220,9 +231,11 @@ class RemoteClient(ClientShortcuts):
                 self.transport.containers.Create,
                 containers_pb2.CreateContainerRequest(container=record),
             )
-        except BaseException:
+        except BaseException as error:
             if prepared is not None:
                 prepared.discard()
+            if isinstance(error, AlreadyExists):
+                raise container_exists(container_id, self.namespace, error) from error
             raise
         if prepared is not None:
             prepared.release()
@@ -233,15 +246,17 @@ class RemoteClient(ClientShortcuts):
     ) -> RemoteContainer:
         """A handle on an existing container; ``NotFound`` when absent."""
         container = RemoteContainer(self._session, validate_id(container_id, "container id"))
-        container.refresh(wait_ready=wait_ready)
+        try:
+            container.refresh(wait_ready=wait_ready)
+        except NotFound as error:
+            raise container_not_found(container.id, self.namespace, error) from error
         return container
 
     def containers(
         self, filters: Sequence[str] = (), *, wait_ready: float | None = None
     ) -> list[Container]:
         """Every container in the namespace, optionally filtered (containerd filter syntax)."""
-        if isinstance(filters, str):
-            filters = [filters]
+        filters = check_filters(filters)
         response = self.transport.call(
             self.transport.containers.List,
             containers_pb2.ListContainersRequest(filters=list(filters)),
@@ -252,7 +267,7 @@ class RemoteClient(ClientShortcuts):
 
     def events(self, filters: Sequence[str] = ()) -> RemoteEventStream:
         """Subscribe to this namespace's events from now on."""
-        return subscribe(self.transport, filters)
+        return subscribe(self.transport, check_filters(filters))
 
     def close(self) -> None:
         """Stop the event callback, close every stream and the connection.

@@ -9,8 +9,21 @@ from typing import Any
 
 from google.protobuf import any_pb2, field_mask_pb2
 
+from libcontainerd._backend_rules import (
+    check_labels,
+    check_terminal,
+    runtime_failure,
+    task_exists,
+    task_not_found,
+)
 from libcontainerd._checkpoint import restore_dir
-from libcontainerd.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from libcontainerd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    Unimplemented,
+    Unknown,
+)
 from libcontainerd.remote import _convert
 from libcontainerd.remote._convert import RUNC_OPTIONS_TYPE
 from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
@@ -18,7 +31,7 @@ from libcontainerd.remote._pb.containerd.services.containers.v1 import container
 from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_pb2
 from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
 from libcontainerd.remote._pb.containerd.v1.types import task_pb2
-from libcontainerd.remote._process import RemoteTask, Session, check_terminal
+from libcontainerd.remote._process import RemoteTask, Session
 from libcontainerd.remote._stdio import log_file, remove_log_file
 from libcontainerd.remote._transport import NO_TIMEOUT, Transport
 from libcontainerd.shortcuts import ContainerShortcuts
@@ -96,10 +109,7 @@ class RemoteContainer(ContainerShortcuts):
 
     def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         """Merge ``labels`` into the container's labels (an empty value removes one)."""
-        if not isinstance(labels, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise InvalidArgument("labels must map non-empty str keys to str values")
+        labels = check_labels(labels)
         if not labels:
             return self.labels()
         record = containers_pb2.Container(id=self._id, labels=dict(labels))
@@ -122,7 +132,7 @@ class RemoteContainer(ContainerShortcuts):
         task_options = _restore_options(record.runtime.name, checkpoint_dir)
         spec = _convert.unpack_json(record.spec) if record.HasField("spec") else {}
         process = (spec.get("process") if isinstance(spec, dict) else None) or {}
-        check_terminal(process, stdio, "container's")
+        check_terminal(process, stdio, f"container {self._id}'s spec")
         from libcontainerd.remote._images import container_rootfs
 
         rootfs = container_rootfs(self._t, record.snapshotter, record.snapshot_key)
@@ -144,18 +154,27 @@ class RemoteContainer(ContainerShortcuts):
                 ),
                 timeout=NO_TIMEOUT if task_options is not None else None,
             )
-        except BaseException:
+        except BaseException as error:
             self._session.forget(process_stdio)
             process_stdio.close()
             if networks is not None:
                 networks.detach(self._id)
+            if isinstance(error, AlreadyExists):
+                raise task_exists(self._id, error) from error
+            if isinstance(error, Unknown):
+                raise runtime_failure(
+                    f"create the task of container {self._id!r}", record.runtime.name, error
+                ) from error
             raise
         return RemoteTask(self._session, self._id, pid=response.pid, stdio=process_stdio)
 
     def _task_process(self) -> task_pb2.Process:
-        response = self._t.call(
-            self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
-        )
+        try:
+            response = self._t.call(
+                self._t.tasks.Get, tasks_pb2.GetRequest(container_id=self._id), idempotent=True
+            )
+        except NotFound as error:
+            raise task_not_found(self._id, error) from error
         return response.process
 
     def task(self) -> RemoteTask:

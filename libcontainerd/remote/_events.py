@@ -12,7 +12,7 @@ import datetime as _dt
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +36,6 @@ from libcontainerd.remote._transport import Backoff, ResponseStream, Transport
 from libcontainerd.types.events import Event, EventType
 
 __all__ = [
-    "CallbackSubscription",
     "RemoteEventStream",
     "decode_any",
     "decode_envelope",
@@ -336,29 +335,3 @@ def subscribe(
         wanted = [f"{scope},{f}" for f in wanted] if wanted else [scope]
     request = events_pb2.SubscribeRequest(filters=wanted)
     return RemoteEventStream(transport, request, filters, reconcile=not all_namespaces)
-
-
-class CallbackSubscription:
-    """Delivers every event of the namespace to a callback from a background thread.
-
-    It lasts until :meth:`close`, across containerd restarts (see :class:`RemoteEventStream`).
-    """
-
-    def __init__(self, transport: Transport, callback: Callable[[Event], None]) -> None:
-        self._stream = subscribe(transport, ())
-        self._callback = callback
-        self._thread = threading.Thread(target=self._run, name="libcontainerd-events", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for event in self._stream:
-            try:
-                self._callback(event)
-            except Exception:  # a failing callback must not end the subscription
-                _log.exception("on_event callback failed for %s", event.topic)
-
-    def close(self) -> None:
-        """Stop the subscription and join the thread."""
-        self._stream.close()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)

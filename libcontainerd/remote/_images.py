@@ -447,24 +447,12 @@ class PreparedRootfs:
 def _image_spec(
     spec: Mapping[str, Any] | None, config: Mapping[str, Any], container_id: str, namespace: str
 ) -> dict[str, Any]:
-    from libcontainerd.oci import generate_spec, with_image_config
+    from libcontainerd.oci import generate_spec, spec_with_image
 
-    result = (
-        dict(spec)
-        if spec is not None
-        else generate_spec(container_id=container_id, namespace=namespace)
+    base = (
+        spec if spec is not None else generate_spec(container_id=container_id, namespace=namespace)
     )
-    process = dict(result.get("process") or {})
-    user_args = list(process.get("args") or [])
-    user_env = list(process.get("env") or [])
-    with_image_config(config, args=user_args or None)(result)
-    if spec is not None and user_env:
-        merged = {entry.split("=", 1)[0]: entry for entry in result["process"].get("env") or []}
-        merged.update({entry.split("=", 1)[0]: entry for entry in user_env})
-        result["process"]["env"] = list(merged.values())
-    result["root"] = dict(result.get("root") or {})
-    result["root"]["path"] = "rootfs"
-    return result
+    return spec_with_image(base, config, root_path="rootfs")
 
 
 def prepare_image_rootfs(

@@ -16,7 +16,17 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
+from libcontainerd._backend_rules import (
+    check_signal,
+    check_terminal,
+    check_terminal_size,
+    exec_exists,
+    no_terminal,
+    process_not_found,
+    runtime_failure,
+)
 from libcontainerd.errors import (
+    AlreadyExists,
     Canceled,
     DeadlineExceeded,
     Error,
@@ -27,6 +37,7 @@ from libcontainerd.errors import (
     Unknown,
 )
 from libcontainerd.network import Networks
+from libcontainerd.oci.validate import validate_process
 from libcontainerd.remote import _convert
 from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
 from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
@@ -46,14 +57,13 @@ from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.process import ProcessInfo
 from libcontainerd.types.stats import Resources, Stats
 from libcontainerd.types.status import ExitStatus, Status
-from libcontainerd.types.stdio import Stdio, TerminalIO
+from libcontainerd.types.stdio import Stdio
 
 __all__ = [
     "DEFAULT_RUNTIME",
     "RemoteProcess",
     "RemoteTask",
     "Session",
-    "check_terminal",
     "exit_status",
     "validate_id",
 ]
@@ -76,22 +86,6 @@ def exit_status(code: int, exited_at: Any, has_time: bool) -> ExitStatus:
     if has_time:
         return ExitStatus(code, _convert.to_datetime(exited_at))
     return ExitStatus(code)
-
-
-def check_terminal(process: Mapping[str, Any], stdio: Stdio | None, what: str) -> None:
-    """``InvalidArgument`` unless the spec's terminal setting and ``stdio`` agree."""
-    wants_tty = bool(process.get("terminal", False))
-    has_tty = isinstance(stdio, TerminalIO)
-    if wants_tty and not has_tty:
-        raise InvalidArgument(
-            f"the {what} process spec asks for a terminal (process.terminal=true) but stdio "
-            "is not TerminalIO; pass stdio=TerminalIO() or drop with_tty()"
-        )
-    if has_tty and not wants_tty:
-        raise InvalidArgument(
-            f"stdio is TerminalIO but the {what} process spec has no terminal; add "
-            "oci.with_tty() to the spec (or set process['terminal'] = True)"
-        )
 
 
 class Session:
@@ -231,8 +225,7 @@ class RemoteProcess(TaskShortcuts):
 
     def kill(self, signal: int, *, all: bool = False) -> None:
         """Send ``signal`` to the process; with ``all=True`` to every process of the task."""
-        if isinstance(signal, bool) or not isinstance(signal, int) or not 0 < signal < 65:
-            raise InvalidArgument(f"signal must be an int from 1 to 64, got {signal!r}")
+        signal = check_signal(signal)
         self._t.call(
             self._t.tasks.Kill,
             tasks_pb2.KillRequest(
@@ -326,9 +319,11 @@ class RemoteProcess(TaskShortcuts):
 
     def resize(self, width: int, height: int) -> None:
         """Resize the process's terminal."""
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 65535:
-                raise InvalidArgument(f"terminal {name} must be 1 to 65535, got {value!r}")
+        check_terminal_size(width, height)
+        # containerd accepts ResizePty for a process without a terminal and does nothing.
+        has_terminal = self._stdio.terminal if self._stdio is not None else self._get().terminal
+        if not has_terminal:
+            raise no_terminal(self.id)
         self._t.call(
             self._t.tasks.ResizePty,
             tasks_pb2.ResizePtyRequest(
@@ -442,11 +437,8 @@ class RemoteTask(RemoteProcess):
     ) -> RemoteProcess:
         """Create (not start) an extra process described by an OCI ``process`` object."""
         exec_id = validate_id(process_id, "exec id")
-        if not isinstance(process, Mapping):
-            raise InvalidArgument(f"process must be a dict, not {type(process).__name__}")
-        if not process.get("args"):
-            raise InvalidArgument("the exec process spec needs non-empty 'args'")
-        check_terminal(process, stdio, "exec")
+        process = validate_process(process)
+        check_terminal(process, stdio, f"exec process {exec_id!r}")
         spec = _convert.json_any(_convert.PROCESS_SPEC_TYPE, dict(process))
         process_stdio = self._session.prepare(stdio, self._container_id, exec_id)
         try:
@@ -462,9 +454,11 @@ class RemoteTask(RemoteProcess):
                     spec=spec,
                 ),
             )
-        except BaseException:
+        except BaseException as error:
             self._session.forget(process_stdio)
             process_stdio.close()
+            if isinstance(error, AlreadyExists):
+                raise exec_exists(exec_id, self._container_id, error) from error
             raise
         return RemoteProcess(self._session, self._container_id, exec_id, stdio=process_stdio)
 
@@ -475,7 +469,10 @@ class RemoteTask(RemoteProcess):
         """
         exec_id = validate_id(process_id, "exec id")
         process = RemoteProcess(self._session, self._container_id, exec_id)
-        info = process._get()
+        try:
+            info = process._get()
+        except NotFound as error:
+            raise process_not_found(exec_id, self._container_id, error) from error
         process._pid = info.pid
         if stdio is not None:
             process._stdio = self._session.track(
@@ -547,13 +544,18 @@ class RemoteTask(RemoteProcess):
             raise InvalidArgument(
                 f"resources must be a libcontainerd Resources, not {type(resources).__name__}"
             )
-        self._t.call(
-            self._t.tasks.Update,
-            tasks_pb2.UpdateTaskRequest(
-                container_id=self._container_id,
-                resources=_convert.json_any(_convert.LINUX_RESOURCES_TYPE, resources.to_oci()),
-            ),
-        )
+        try:
+            self._t.call(
+                self._t.tasks.Update,
+                tasks_pb2.UpdateTaskRequest(
+                    container_id=self._container_id,
+                    resources=_convert.json_any(_convert.LINUX_RESOURCES_TYPE, resources.to_oci()),
+                ),
+            )
+        except Unknown as error:
+            raise runtime_failure(
+                f"update the resources of {self._container_id!r}", "", error
+            ) from error
 
     def create_checkpoint(self, checkpoint_dir: Path, *, exit: bool = False) -> None:
         """Checkpoint the task with CRIU into ``checkpoint_dir`` (an absolute directory)."""

@@ -158,9 +158,8 @@ class Platform:
                 )
             if not RAW_TOKEN.fullmatch(part):
                 raise InvalidArgument(
-                    f"{prefix}: {name} {quote(part)} may only contain letters, digits, '_', "
-                    "'.' and "
-                    f"'-', starting with a letter or digit; {EXAMPLE}"
+                    f"{prefix}: {name} {quote(part)} may only contain letters, digits, '_' and "
+                    f"'-'; {EXAMPLE}"
                 )
         if len(parts) == 1:
             word = parts[0]
@@ -462,8 +461,9 @@ def _fallbacks(p: Platform) -> list[Platform]:
 
 def _variant_level(variant: str) -> int | None:
     digits = variant[1:] if variant.startswith("v") else variant
-    # Go's Atoi also takes a sign; a variant never carries one in practice.
-    if digits.isascii() and digits.isdigit() and len(digits) <= 4:
+    # As Go's Atoi: leading zeros are read ("v007" is 7). containerd would list every
+    # lower variant of a huge number; beyond four digits no fallbacks are listed at all.
+    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 4:
         return int(digits)
     return None
 

@@ -54,13 +54,14 @@ MAX_OS_FEATURES = 32
 
 EXAMPLE = "expected os/arch[/variant] such as linux/amd64"
 
-# Components as stored: lowercase, starting with a letter or digit so that no
-# component can be "." or ".." if someone ever builds a path from it.
-TOKEN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+# Components as stored: lowercase, not starting with '.', so that no component can be
+# "." or ".." if someone ever builds a path from it.
+TOKEN = re.compile(r"[a-z0-9_-][a-z0-9_.-]*")
 # Components as a user may type them, before normalisation lowers the case.
 # Checked BEFORE lowering: str.lower() maps some non-ASCII letters (the Kelvin
 # sign, for one) onto ASCII ones.
-RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# containerd's platforms.Parse takes [A-Za-z0-9_-]+ per component: no '.', any first one.
+RAW_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 # os.version ("10.0.17763.1879") and os.features ("win32k") are opaque to
 # matching; a conservative character set keeps them safe in headers and logs.
 OPAQUE = re.compile(r"[A-Za-z0-9_.+:-]+")
@@ -142,7 +143,7 @@ def check_token(name: str, value: object, *, allow_empty: bool = False) -> None:
         )
         raise InvalidArgument(
             f"invalid platform {name} {quote(value)}: must be lowercase letters, digits, '_', '.' "
-            f"and '-', starting with a letter or digit{hint}"
+            f"and '-', not starting with '.'{hint}"
         )
 
 

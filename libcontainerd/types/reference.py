@@ -10,7 +10,9 @@ thing here as it does to ``docker pull`` and to containerd's CRI plugin::
     tag        := [A-Za-z0-9_] [A-Za-z0-9_.-]{0,127}
 
 The first path element is a domain only when it contains ``.`` or ``:`` or is
-``localhost`` (or is a bracketed IPv6 address); otherwise the domain is
+``localhost`` (or is a bracketed IPv6 address); a first element with a ``.`` that is
+not a host name but is a valid path component (``my_registry.com/team``) is accepted
+as docker accepts it, unchanged; otherwise the domain is
 ``docker.io``, and a single-component name there gets the ``library/`` prefix.
 ``index.docker.io`` is folded into ``docker.io``. A reference with neither tag
 nor digest gets the tag ``latest``.
@@ -79,7 +81,10 @@ def validate_tag(tag: object) -> str:
 
 
 def _check_domain(text: object, domain: str) -> None:
-    if _DOMAIN_RE.fullmatch(domain) is None:
+    # docker's grammar reads a first element such as "my_registry.com" (a '.' but not a
+    # valid host) as a path component with no domain, so the reference stays valid and
+    # its name is unchanged; it is kept here as the domain, the host a pull would dial.
+    if _DOMAIN_RE.fullmatch(domain) is None and _COMPONENT_RE.fullmatch(domain) is None:
         raise _refuse(text, f"{safe_repr(domain)} is not a valid registry host[:port]")
 
 

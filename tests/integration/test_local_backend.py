@@ -461,9 +461,11 @@ def test_failed_create_is_typed_and_leaves_nothing(env: LocalEnv) -> None:
     spec = env.spec("true", container_id=container_id)
     spec["root"]["path"] = "/nonexistent-rootfs"
     container = client.new_container(container_id, spec)
-    with pytest.raises(RuntimeCommandError) as info:
+    # One class on both backends (docs/errors.md); the runtime's failure is the cause.
+    with pytest.raises(FailedPrecondition) as info:
         container.new_task()
-    assert info.value.command and info.value.exit_code
+    cause = info.value.__cause__
+    assert isinstance(cause, RuntimeCommandError) and cause.command and cause.exit_code
     with pytest.raises(NotFound):
         container.task()
     assert not (env.state / "tasks" / NAMESPACE / container_id).exists()

@@ -19,6 +19,7 @@ import libcontainerd
 from libcontainerd.cli import main
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Unavailable
+from libcontainerd.oci import generate_spec
 from libcontainerd.remote import RemoteClient, RemoteTask
 from libcontainerd.remote._process import Session
 
@@ -33,7 +34,8 @@ def _calls(client: RemoteClient) -> list[tuple[str, Callable[[], object]]]:
         ("load_container", lambda: client.load_container("absent")),
         ("status", task.status),
         ("wait", lambda: task.wait(timeout=30)),
-        ("new_container", lambda: client.new_container("x", {})),
+        # A well-formed spec: a malformed one is refused before any call is made.
+        ("new_container", lambda: client.new_container("x", generate_spec(container_id="x"))),
     ]
 
 
