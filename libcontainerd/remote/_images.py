@@ -18,18 +18,11 @@ import functools
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 from google.protobuf import field_mask_pb2
 
-from libcontainerd.content.archive import import_images, open_archive
-from libcontainerd.content.archive_export import (
-    named_entry,
-    write_archive_file,
-    write_oci_archive,
-)
-from libcontainerd.distribution import RegistryClient
 from libcontainerd.errors import (
     AlreadyExists,
     Error,
@@ -61,6 +54,9 @@ from libcontainerd.types.platform import (
     default_matcher,
 )
 from libcontainerd.types.reference import Reference
+
+if TYPE_CHECKING:
+    from libcontainerd.distribution import RegistryClient
 
 __all__ = [
     "ImageManifest",
@@ -164,6 +160,10 @@ class RemoteImages:
         return RemoteContentStore(self.transport, lease_id=lease_id)
 
     def _registry(self, auth: Credentials | None) -> RegistryClient:
+        # The registry client (httpx and the auth flows) is imported only by the calls
+        # that talk to a registry: preparing a container's rootfs never needs it.
+        from libcontainerd.distribution import RegistryClient
+
         options = dict(self.registry_options)
         if auth is not None:
             if not isinstance(auth, Credentials):
@@ -349,6 +349,8 @@ class RemoteImages:
         """
         unpack_matcher = default_matcher() if platform is None else None
         result: builtins.list[Image] = []
+        from libcontainerd.content.archive import import_images, open_archive
+
         with open_archive(source) as archive, self.lease() as lease_id:
             store = self.content(lease_id)
             for found in import_images(archive, store, platform, base_name=base_name):
@@ -376,6 +378,12 @@ class RemoteImages:
 
         With ``platform``, indexes keep only that platform's manifests.
         """
+        from libcontainerd.content.archive_export import (
+            named_entry,
+            write_archive_file,
+            write_oci_archive,
+        )
+
         if isinstance(refs, str):
             refs = [refs]
         if not refs:
