@@ -33,6 +33,7 @@ from libcontainerd.errors import (
 )
 from libcontainerd.remote._content import RemoteContentStore, leased_call
 from libcontainerd.remote._convert import to_datetime
+from libcontainerd.remote._manifest_cache import manifest_cache
 from libcontainerd.remote._manifests import ImageManifest, PlatformReader, read_manifests
 from libcontainerd.remote._pb.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2
@@ -200,6 +201,8 @@ class RemoteImages:
         lease_id: str | None = None,
     ) -> images_pb2.Image:
         """Create the image record ``name``, or point an existing one at ``target``."""
+        # A pull or import may add manifests of the index: choose the host's one again.
+        manifest_cache.forget(self.transport.address, self.transport.namespace, target.digest)
         record = images_pb2.Image(
             name=name, target=_descriptor_to_pb(target), labels=dict(labels or {})
         )
@@ -330,6 +333,9 @@ class RemoteImages:
         record = self._lookup(ref)
         self.transport.call(
             self._images.Delete, images_pb2.DeleteImageRequest(name=record.name, sync=sync)
+        )
+        manifest_cache.forget(
+            self.transport.address, self.transport.namespace, record.target.digest
         )
 
     def import_archive(
@@ -491,10 +497,17 @@ def prepare_image_rootfs(
     images = RemoteImages(transport, snapshotter=snapshotter)
     record = images._lookup(ref)
     target = _descriptor_from_pb(record.target)
-    store = images.content()
-    manifest = read_manifests(
-        store, target, PlatformSelector.of(None), check_lone=False, what=f"image {record.name}"
-    )[0]
+    address, namespace = transport.address, transport.namespace
+    manifest = manifest_cache.get(address, namespace, target.digest)
+    if manifest is None:
+        manifest = read_manifests(
+            images.content(),
+            target,
+            PlatformSelector.of(None),
+            check_lone=False,
+            what=f"image {record.name}",
+        )[0]
+        manifest_cache.put(address, namespace, target.digest, manifest)
     chain = image_chain_id(manifest.config)
     new_spec = _image_spec(spec, manifest.config, container_id, transport.namespace)
     stub = snapshots_pb2_grpc.SnapshotsStub(transport.channel)
