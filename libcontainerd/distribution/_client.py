@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -57,33 +59,60 @@ def _reference(ref: str | Reference) -> Reference:
     raise InvalidArgument(f"image reference must be a str or Reference, not {type(ref).__name__}")
 
 
-def _ssl_context(
-    ca_file: str | Path | None,
-    client_cert: tuple[str | Path, str | Path] | None,
-    host: RegistryHost | None = None,
+_FileKey = tuple[str, int, int, int] | tuple[str]
+
+
+def _file_key(path: str | Path) -> _FileKey:
+    """``path`` with its identity on disk, so an edited or replaced file is read again."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return (str(path),)  # loading it fails below, and failures are not cached
+    return (str(path), status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_ssl_context(
+    ca_files: tuple[_FileKey, ...],
+    client_cert: tuple[_FileKey, _FileKey] | None,
+    skip_verify: bool,
 ) -> ssl.SSLContext:
+    # Loading the system CA bundle costs tens of milliseconds of CPU; an SSLContext is
+    # safe to share between connections and threads, so one is built per TLS setting.
     context = ssl.create_default_context()
-    for ca in (ca_file, *(host.ca if host else ())):
-        if ca is None:
-            continue
+    for ca_key in ca_files:
+        ca = ca_key[0]
         try:
-            context.load_verify_locations(cafile=str(ca))
+            context.load_verify_locations(cafile=ca)
         except (OSError, ssl.SSLError) as error:
             raise InvalidArgument(f"cannot load CA certificates from {ca}: {error}") from None
-    if host is not None and host.skip_verify:
-        # Asked for explicitly in hosts.toml; said out loud so it is never silent.
-        _log.warning("TLS verification is OFF for registry host %s (hosts.toml)", host.host)
+    if skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if client_cert is not None:
-        cert, key = client_cert
+        cert, key = client_cert[0][0], client_cert[1][0]
         try:
-            context.load_cert_chain(str(cert), str(key))
+            context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as error:
             raise InvalidArgument(
                 f"cannot load client certificate {cert} with key {key}: {error}"
             ) from None
     return context
+
+
+def _ssl_context(
+    ca_file: str | Path | None,
+    client_cert: tuple[str | Path, str | Path] | None,
+    host: RegistryHost | None = None,
+) -> ssl.SSLContext:
+    cas = tuple(_file_key(ca) for ca in (ca_file, *(host.ca if host else ())) if ca is not None)
+    cert = (_file_key(client_cert[0]), _file_key(client_cert[1])) if client_cert else None
+    skip_verify = False
+    if host is not None and host.skip_verify:
+        skip_verify = True
+        # Asked for explicitly in hosts.toml; said out loud so it is never silent.
+        _log.warning("TLS verification is OFF for registry host %s (hosts.toml)", host.host)
+    return _cached_ssl_context(cas, cert, skip_verify)
 
 
 def _translate(error: Exception) -> Exception:

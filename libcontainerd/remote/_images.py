@@ -18,18 +18,11 @@ import functools
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 from google.protobuf import field_mask_pb2
 
-from libcontainerd.content.archive import import_images, open_archive
-from libcontainerd.content.archive_export import (
-    named_entry,
-    write_archive_file,
-    write_oci_archive,
-)
-from libcontainerd.distribution import RegistryClient
 from libcontainerd.errors import (
     AlreadyExists,
     Error,
@@ -40,6 +33,7 @@ from libcontainerd.errors import (
 )
 from libcontainerd.remote._content import RemoteContentStore, leased_call
 from libcontainerd.remote._convert import to_datetime
+from libcontainerd.remote._manifest_cache import manifest_cache
 from libcontainerd.remote._manifests import ImageManifest, PlatformReader, read_manifests
 from libcontainerd.remote._pb.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2
@@ -62,6 +56,9 @@ from libcontainerd.types.platform import (
     default_matcher,
 )
 from libcontainerd.types.reference import Reference
+
+if TYPE_CHECKING:
+    from libcontainerd.distribution import RegistryClient
 
 __all__ = [
     "ImageManifest",
@@ -165,6 +162,10 @@ class RemoteImages(ImageShortcuts):
         return RemoteContentStore(self.transport, lease_id=lease_id)
 
     def _registry(self, auth: Credentials | None) -> RegistryClient:
+        # The registry client (httpx and the auth flows) is imported only by the calls
+        # that talk to a registry: preparing a container's rootfs never needs it.
+        from libcontainerd.distribution import RegistryClient
+
         options = dict(self.registry_options)
         if auth is not None:
             if not isinstance(auth, Credentials):
@@ -201,6 +202,8 @@ class RemoteImages(ImageShortcuts):
         lease_id: str | None = None,
     ) -> images_pb2.Image:
         """Create the image record ``name``, or point an existing one at ``target``."""
+        # A pull or import may add manifests of the index: choose the host's one again.
+        manifest_cache.forget(self.transport.address, self.transport.namespace, target.digest)
         record = images_pb2.Image(
             name=name, target=_descriptor_to_pb(target), labels=dict(labels or {})
         )
@@ -332,6 +335,9 @@ class RemoteImages(ImageShortcuts):
         self.transport.call(
             self._images.Delete, images_pb2.DeleteImageRequest(name=record.name, sync=sync)
         )
+        manifest_cache.forget(
+            self.transport.address, self.transport.namespace, record.target.digest
+        )
 
     def import_archive(
         self,
@@ -350,6 +356,8 @@ class RemoteImages(ImageShortcuts):
         """
         unpack_matcher = default_matcher() if platform is None else None
         result: builtins.list[Image] = []
+        from libcontainerd.content.archive import import_images, open_archive
+
         with open_archive(source) as archive, self.lease() as lease_id:
             store = self.content(lease_id)
             for found in import_images(archive, store, platform, base_name=base_name):
@@ -377,6 +385,12 @@ class RemoteImages(ImageShortcuts):
 
         With ``platform``, indexes keep only that platform's manifests.
         """
+        from libcontainerd.content.archive_export import (
+            named_entry,
+            write_archive_file,
+            write_oci_archive,
+        )
+
         if isinstance(refs, str):
             refs = [refs]
         if not refs:
@@ -472,10 +486,17 @@ def prepare_image_rootfs(
     images = RemoteImages(transport, snapshotter=snapshotter)
     record = images._lookup(ref)
     target = _descriptor_from_pb(record.target)
-    store = images.content()
-    manifest = read_manifests(
-        store, target, PlatformSelector.of(None), check_lone=False, what=f"image {record.name}"
-    )[0]
+    address, namespace = transport.address, transport.namespace
+    manifest = manifest_cache.get(address, namespace, target.digest)
+    if manifest is None:
+        manifest = read_manifests(
+            images.content(),
+            target,
+            PlatformSelector.of(None),
+            check_lone=False,
+            what=f"image {record.name}",
+        )[0]
+        manifest_cache.put(address, namespace, target.digest, manifest)
     chain = image_chain_id(manifest.config)
     new_spec = _image_spec(spec, manifest.config, container_id, transport.namespace)
     stub = snapshots_pb2_grpc.SnapshotsStub(transport.channel)

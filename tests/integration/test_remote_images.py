@@ -21,6 +21,7 @@ from libcontainerd.oci import generate_spec, with_process_args
 from libcontainerd.remote import RemoteClient
 from libcontainerd.remote._content import RemoteContentStore
 from libcontainerd.remote._gc_labels import child_gc_labels
+from libcontainerd.remote._manifest_cache import manifest_cache
 from libcontainerd.remote._unpack import UNCOMPRESSED_LABEL, snapshot_gc_label
 from libcontainerd.testing.image_builder import ImageConfigSpec, build_image, host_platform
 from libcontainerd.types import descriptor as media
@@ -150,6 +151,25 @@ def test_get_list_remove(client: RemoteClient, busybox_ref: str) -> None:
         client.images.get(busybox_ref)
     with pytest.raises(NotFound):
         client.images.remove(busybox_ref)
+
+
+def test_container_manifest_is_read_once_and_forgotten_on_remove(
+    client: RemoteClient, daemon: Any, busybox_ref: str
+) -> None:
+    image = client.images.pull(busybox_ref)
+    assert _run(client, daemon, f"img-{secrets.token_hex(3)}", busybox_ref, "true")[0] == 0
+    remembered = manifest_cache.get(client.address, NAMESPACE, image.digest)
+    assert remembered is not None
+    # With the config blob gone, only the remembered manifest lets a container be made.
+    store = RemoteContentStore(client.transport)
+    store.delete(remembered.descriptor.digest)
+    store.delete(remembered.manifest["config"]["digest"])
+    assert _run(client, daemon, f"img-{secrets.token_hex(3)}", busybox_ref, "true")[0] == 0
+    client.images.remove(busybox_ref, sync=True)
+    assert manifest_cache.get(client.address, NAMESPACE, image.digest) is None
+    with pytest.raises(NotFound):
+        client.new_container(f"img-{secrets.token_hex(3)}", image=busybox_ref)
+    client.images.pull(busybox_ref)
 
 
 def test_container_from_missing_image_leaves_nothing(client: RemoteClient) -> None:
