@@ -466,41 +466,43 @@ def test_async_client_pulls_and_gets(daemon: Any, busybox_ref: str) -> None:
 
 
 def test_writer_chunks_resumes_and_verifies(client: RemoteClient) -> None:
+    """Under a lease, as a pull writes: containerd may collect unleased content at once."""
     import hashlib
 
-    store = RemoteContentStore(client.transport)
-    data = secrets.token_bytes(9 * 1024 * 1024 + 17)  # more than one 8 MiB message
-    desc = Descriptor(
-        media_type="application/octet-stream",
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
-        size=len(data),
-    )
-    first = store.writer(desc)
-    first.write(data[: 3 * 1024 * 1024])
-    first._flush()
-    first._close_stream()  # as if the process died: the ingest stays resumable
-    second = store.writer(desc)
-    try:
-        assert second.offset == 3 * 1024 * 1024
-        second.write(data)  # from byte 0 again; what containerd has is not re-sent
-        second.commit()
-    finally:
-        second.abort()
-    assert store.read_blob(desc.digest) == data
-    store.delete(desc.digest)
+    with client.images.lease() as lease_id:
+        store = RemoteContentStore(client.transport, lease_id=lease_id)
+        data = secrets.token_bytes(9 * 1024 * 1024 + 17)  # more than one 8 MiB message
+        desc = Descriptor(
+            media_type="application/octet-stream",
+            digest="sha256:" + hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+        first = store.writer(desc)
+        first.write(data[: 3 * 1024 * 1024])
+        first._flush()
+        first._close_stream()  # as if the process died: the ingest stays resumable
+        second = store.writer(desc)
+        try:
+            assert second.offset == 3 * 1024 * 1024
+            second.write(data)  # from byte 0 again; what containerd has is not re-sent
+            second.commit()
+        finally:
+            second.abort()
+        assert store.read_blob(desc.digest) == data
+        store.delete(desc.digest)
 
-    truncated = store.writer(desc)
-    try:
-        truncated.write(b"x" * 100)
-        truncated._flush()
-        truncated.truncate()
-        assert truncated.offset == 0
-        truncated.write(data)
-        truncated.commit()
-    finally:
-        truncated.abort()
-    assert store.info(desc.digest).size == len(data)
-    store.delete(desc.digest)
+        truncated = store.writer(desc)
+        try:
+            truncated.write(b"x" * 100)
+            truncated._flush()
+            truncated.truncate()
+            assert truncated.offset == 0
+            truncated.write(data)
+            truncated.commit()
+        finally:
+            truncated.abort()
+        assert store.info(desc.digest).size == len(data)
+        store.delete(desc.digest)
 
 
 def test_writer_commit_with_wrong_bytes_is_digest_mismatch(client: RemoteClient) -> None:
