@@ -30,6 +30,7 @@ import termios
 import threading
 import time
 
+from libcontainerd.local._monitor_exec_hold import ExecHold
 from libcontainerd.local._monitor_oom import OomWatcher
 from libcontainerd.local._monitor_protocol import (
     EVENTS_MAX_BYTES,
@@ -179,7 +180,7 @@ class Monitor:
             return fds[0], fds[1], fds[2]
         return null_r, null_w, os.dup(null_w)
 
-    def receive_console(self, listener: socket.socket, proc: _Proc) -> None:
+    def receive_console(self, listener: socket.socket, proc: _Proc, hold: ExecHold | None) -> None:
         listener.settimeout(self.timeout)
         conn, _ = listener.accept()
         with conn:
@@ -193,12 +194,15 @@ class Monitor:
                 "HHHH", int(proc.stdio.get("height", 24)), int(proc.stdio.get("width", 80)), 0, 0
             )
             fcntl.ioctl(proc.master, termios.TIOCSWINSZ, size)
+        if hold is not None:
+            hold.release()  # sized: the process may start now
 
     def launch(self, proc: _Proc, argv: list[str]) -> dict[str, Any]:
         """Run a create/restore/exec command for ``proc`` with its stdio; read its pid."""
         tty = proc.stdio.get("kind") == "tty"
         listener = None
         console = ""
+        hold = None
         if tty:
             console = os.path.join("/tmp", f"lcd-console-{os.urandom(16).hex()}.sock")
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -206,12 +210,18 @@ class Monitor:
             listener.listen(1)
             argv = [argv[0], "--console-socket", console, *argv[1:]]
             fds = self.open_stdio(_Proc(proc.id, proc.dir, {"kind": "null"}))
+            if proc.id:
+                # An exec'd process must not start before its pty is sized (crun sizes it
+                # only after letting the process go); an init waits for "start" anyway.
+                hold = ExecHold(self.procs[""].pid)
         else:
             fds = self.open_stdio(proc)
         receiver = None
         try:
             if listener is not None:
-                receiver = threading.Thread(target=self.receive_console, args=(listener, proc))
+                receiver = threading.Thread(
+                    target=self.receive_console, args=(listener, proc, hold)
+                )
                 receiver.start()
             result = self.run(argv, fds, self.timeout)
             if receiver is not None:
@@ -224,6 +234,8 @@ class Monitor:
                         pass
                 receiver.join(self.timeout)
         finally:
+            if hold is not None:
+                hold.release()
             for fd in fds:
                 os.close(fd)
             if listener is not None:

@@ -22,6 +22,7 @@ from libcontainerd.errors import (
     NotFound,
     RuntimeCommandError,
 )
+from libcontainerd.local._monitor_exec_hold import ExecHold
 from libcontainerd.oci import DEFAULT_PATH_ENV, with_memory_limit
 from libcontainerd.testing.host import ensure_crun_cgroup_layout, find_runtime, is_root
 from libcontainerd.testing.image_builder import (
@@ -367,6 +368,28 @@ def test_exec_with_terminal(env: LocalEnv) -> None:
     assert proc.io is not None and proc.io.stdout is not None
     assert b"20 90" in proc.io.stdout.read()
     assert proc.wait(timeout=20).code == 6
+    proc.delete()
+    task.force_delete()
+
+
+def test_exec_hold_keeps_a_program_from_starting_until_released(env: LocalEnv) -> None:
+    """While the monitor's ExecHold is held, an exec'd program waits in execve."""
+    client = env.client()
+    container = env.container(client, "sleep", "30")
+    task = container.new_task()
+    task.start()
+    process = dict(container.spec()["process"])
+    process.update(args=["sh", "-c", "exit 5"])
+    hold = ExecHold(task.pid)
+    assert hold.held
+    try:
+        proc = task.exec("held", process)
+        proc.start()
+        with pytest.raises(DeadlineExceeded):
+            proc.wait(timeout=1)
+    finally:
+        hold.release()
+    assert proc.wait(timeout=20).code == 5
     proc.delete()
     task.force_delete()
 
