@@ -119,6 +119,7 @@ class LocalProcess(TaskShortcuts):
         self._io = io
         if io is not None:
             io.set_stdin_closer(self._ask_stdin_eof)
+            self._client.track_streams(io)
 
     def _ask_stdin_eof(self) -> None:
         # The monitor gone means the process is gone: nothing is left to close.
