@@ -446,6 +446,10 @@ class Monitor:
                 if restore:
                     init.started = True
                     self.event("/tasks/start", process_id="", pid=init.pid)
+        if "error" in result:
+            # Free the control address before the client hears of the failure: it may
+            # create the next task of this container (same address) at once.
+            listener.close()
         os.write(ready_fd, json.dumps(result).encode() + b"\n")
         os.close(ready_fd)
         if "error" in result:
