@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ from libcontainerd.local._events import EventLog, LocalEventStream
 from libcontainerd.local._monitor_client import Zygote
 from libcontainerd.local._monitor_protocol import EVENTS_MAX_BYTES
 from libcontainerd.local._runtime import RuntimeDriver, default_runtime, validate_runtime_options
+from libcontainerd.local._stdio import FifoIO
 from libcontainerd.local._store import (
     ContainerStore,
     Layout,
@@ -102,6 +104,8 @@ class LocalClient(ClientShortcuts):
         self._images: LocalImageService | None = None
         self.zygote = Zygote()
         self._closed = False
+        # The streams this client's handles opened, released (stdin left open) on close.
+        self._streams: weakref.WeakSet[FifoIO] = weakref.WeakSet()
         self._callback_pump: EventCallbackPump | None = None
         self.networks = Networks.for_client(
             self,
@@ -277,9 +281,20 @@ class LocalClient(ClientShortcuts):
         """Events from now on (``topic==...``, ``container_id==...`` filters)."""
         return LocalEventStream(str(self.layout.events_file), check_filters(filters))
 
+    def track_streams(self, streams: FifoIO) -> None:
+        """Release ``streams`` when this client closes."""
+        self._streams.add(streams)
+
     def close(self) -> None:
-        """Stop the ``on_event`` pump. Containers keep running."""
+        """Stop the ``on_event`` pump and release every stream its handles opened.
+
+        Containers keep running and a process's stdin stays open (as with containerd):
+        a later client can ``attach_task()`` and write; only closing stdin is EOF.
+        """
         self._closed = True
+        for streams in list(self._streams):
+            with contextlib.suppress(OSError):
+                streams.release()
         self.zygote.close()
         if self._callback_pump is not None:
             self._callback_pump.close()

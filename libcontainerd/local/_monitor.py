@@ -63,8 +63,10 @@ class _Proc:
         self.stdio = stdio
         self.pid = 0
         self.keepers: dict[str, int] = {}
+        self.stdin_close_asked = False  # released once the process holds its read end
         self.master = -1
         self.exit: dict[str, Any] | None = None
+        self.started = False
 
 
 class Monitor:
@@ -392,7 +394,9 @@ class Monitor:
                         os.close(fd)
                 if "ok" in result:
                     self.event("/tasks/start", process_id="", pid=proc.pid)
-                    release_stdin(proc)
+                    proc.started = True
+                    if proc.stdin_close_asked:
+                        release_stdin(proc)
             return result, []
         if op == "exec-start":
             with self.events_lock:
@@ -401,7 +405,9 @@ class Monitor:
                 result = self.launch(proc, argv)
                 if "ok" in result:
                     self.event("/tasks/exec-started", process_id=proc.id, pid=proc.pid)
-                    release_stdin(proc)
+                    proc.started = True
+                    if proc.stdin_close_asked:
+                        release_stdin(proc)
             if "ok" in result:
                 self.claim(proc)
             return result, []
@@ -419,7 +425,10 @@ class Monitor:
                 return {"error": "no-console", "stderr": "the process has no terminal"}, []
             return {"ok": True}, [proc.master]
         if op == "close-stdin":
-            release_stdin(proc)
+            with self.events_lock:  # ordered with start/exec-start
+                proc.stdin_close_asked = True
+                if proc.started:
+                    release_stdin(proc)
             return {"ok": True}, []
         return {"error": "bad-request", "stderr": f"unknown operation {op!r}"}, []
 
@@ -447,7 +456,12 @@ class Monitor:
             if "ok" in result:
                 self.event("/tasks/create", process_id="", pid=init.pid)
                 if restore:
+                    init.started = True
                     self.event("/tasks/start", process_id="", pid=init.pid)
+        if "error" in result:
+            # Free the control address before the client hears of the failure: it may
+            # create the next task of this container (same address) at once.
+            listener.close()
         os.write(ready_fd, json.dumps(result).encode() + b"\n")
         os.close(ready_fd)
         if "error" in result:
@@ -464,11 +478,13 @@ class Monitor:
 
 
 def release_stdin(proc: _Proc) -> None:
-    """Drop the monitor's own end of ``proc``'s stdin FIFO.
+    """Drop the monitor's own end of ``proc``'s stdin FIFO: the process reads EOF.
 
-    Until the process runs, that end keeps the FIFO (and what the client already wrote)
-    alive; once the process holds its read end, the monitor must let go, or the
-    process would never read EOF when the client closes its writer.
+    The monitor holds that end for the process's whole life, so a client that dies
+    (or closes without closing stdin) does not end the process's input and a later
+    client can attach and write; only an explicit close-stdin request lets go, and
+    only once the process runs (before that, the end keeps the FIFO and what the
+    client already wrote alive, and an exec'd process would block opening it).
     """
     if "stdin" in proc.keepers:
         os.close(proc.keepers.pop("stdin"))

@@ -88,6 +88,7 @@ class LocalProcess(TaskShortcuts):
             events=self._client.events_log,
             timeout=self._client.timeout,
         )
+        self.attach_io(io)
 
     # --------------------------------------------------------------- properties
 
@@ -124,6 +125,14 @@ class LocalProcess(TaskShortcuts):
     def attach_io(self, io: FifoIO | None) -> None:
         """Use ``io`` as this handle's streams (when re-attaching)."""
         self._io = io
+        if io is not None:
+            io.set_stdin_closer(self._ask_stdin_eof)
+            self._client.track_streams(io)
+
+    def _ask_stdin_eof(self) -> None:
+        # The monitor gone means the process is gone: nothing is left to close.
+        with contextlib.suppress(Unavailable):
+            self._link.request({"op": "close-stdin", "exec_id": self._exec_id})
 
     def _exit_record(self) -> dict[str, Any] | None:
         return self._link.exit_record()
@@ -200,10 +209,10 @@ class LocalProcess(TaskShortcuts):
             if self._io.stdin is not None:
                 self._io.stdin.write(b"\x04")
             return
-        if self._io is not None:
-            self._io.close_stdin()
-        with contextlib.suppress(Unavailable):
-            self._link.request({"op": "close-stdin", "exec_id": self._exec_id})
+        if self._io is not None and self._io.stdin_open():
+            self._io.close_stdin()  # also asks the monitor
+        else:
+            self._ask_stdin_eof()
 
     def delete(self) -> ExitStatus:
         """Remove the exited exec'd process and its stdio; return its exit status."""
@@ -217,7 +226,7 @@ class LocalProcess(TaskShortcuts):
         else:
             result = exit_status(record)
         if self._io is not None:
-            self._io.close()
+            self._io.release()
         shutil.rmtree(self._dir, ignore_errors=True)
         self._client.events_log.publish(
             "/tasks/delete",
@@ -407,7 +416,7 @@ class LocalTask(LocalProcess):
                 self._driver.delete(self.container_id, force=True)
         self._link.wait_monitor_exit()
         if self._io is not None:
-            self._io.close()
+            self._io.release()
         shutil.rmtree(self._dir, ignore_errors=True)
         self._client.events_log.publish(
             "/tasks/delete",

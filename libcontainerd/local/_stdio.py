@@ -12,7 +12,7 @@ import io
 import os
 import struct
 import termios
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +22,7 @@ from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
 
 __all__ = [
     "FifoIO",
+    "StdinWriter",
     "TtyReader",
     "make_fifos",
     "open_fifo_reader",
@@ -86,7 +87,42 @@ def open_fifo_reader(path: Path) -> IO[bytes]:
     return os.fdopen(_blocking(fd), "rb", buffering=0)
 
 
-def open_fifo_writer(path: Path) -> IO[bytes] | None:
+class StdinWriter(io.FileIO):
+    """The write end of a piped process's stdin FIFO.
+
+    The monitor holds the FIFO open for the process's whole life, so closing this end
+    alone is not EOF: :meth:`close` also runs the callback the process handle set
+    (``set_on_close``), which asks the monitor to let go. A writer that is only
+    dropped or garbage collected (or whose client dies) leaves the process's stdin
+    open for a later client, as containerd's shim does.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, "wb", closefd=True)
+        self._on_close: Callable[[], None] | None = None
+
+    def set_on_close(self, callback: Callable[[], None] | None) -> None:
+        """Run ``callback`` once, after an explicit :meth:`close`."""
+        self._on_close = callback
+
+    def close(self) -> None:
+        """Close this end and deliver EOF to the process."""
+        was_open = not self.closed
+        super().close()
+        callback, self._on_close = self._on_close, None
+        if was_open and callback is not None:
+            callback()
+
+    def release(self) -> None:
+        """Close this end only; the process's stdin stays open."""
+        self._on_close = None
+        self.close()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def open_fifo_writer(path: Path) -> StdinWriter | None:
     """Open a FIFO for writing; ``None`` when nobody holds its read end any more."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -94,7 +130,7 @@ def open_fifo_writer(path: Path) -> IO[bytes] | None:
         if exc.errno == errno.ENXIO:
             return None
         raise
-    return os.fdopen(_blocking(fd), "wb", buffering=0)
+    return StdinWriter(_blocking(fd))
 
 
 class TtyReader(io.RawIOBase):
@@ -167,19 +203,34 @@ class FifoIO:
         """Set the terminal size (pty only)."""
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
+    def set_stdin_closer(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (asking the monitor for EOF) when piped stdin is closed."""
+        if isinstance(self._stdin, StdinWriter):
+            self._stdin.set_on_close(callback)
+
+    def stdin_open(self) -> bool:
+        """Whether this object holds a piped stdin that was not closed yet."""
+        return isinstance(self._stdin, StdinWriter) and not self._stdin.closed
+
     def close_stdin(self) -> None:
-        """Close the stdin stream."""
+        """Close the stdin stream (piped: the process reads EOF)."""
         if self._stdin is not None:
             self._stdin.close()
 
     def close(self) -> None:
-        """Close every stream."""
-        for stream in (self._stdin, self._stdout, self._stderr):
+        """Close every stream; closing piped stdin delivers EOF, as ``stdin.close()`` does."""
+        for stream in (self._stdout, self._stderr, self._stdin):
             if stream is not None:
                 stream.close()
         if self.master >= 0:
             os.close(self.master)
             self.master = -1
+
+    def release(self) -> None:
+        """Close every stream without closing the process's stdin (the process is gone)."""
+        if isinstance(self._stdin, StdinWriter):
+            self._stdin.release()
+        self.close()
 
 
 def _read_int(path: Path) -> int | None:

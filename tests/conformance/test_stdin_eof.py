@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from conformance_support import Env, unique_id
 
+from libcontainerd.errors import DeadlineExceeded
 from libcontainerd.oci import with_process_args
 from libcontainerd.types.stdio import PipedIO
 
@@ -52,3 +54,22 @@ def test_closing_an_exec_stdin_stream_ends_the_process(env: Env, client: Any) ->
     assert process.io.stdout.read() == b"EXEC INPUT\n"
     process.delete()
     task.force_delete()
+
+
+def test_closing_the_client_leaves_stdin_open_for_the_next_client(env: Env, client: Any) -> None:
+    """Only an explicit close is EOF: ``client.close()`` leaves the process's stdin open,
+    a new client attaches, writes more, and ``task.close_stdin()`` ends the input."""
+    container = env.container(client, with_process_args("tr", "a-z", "A-Z"))
+    task = container.new_task(stdio=PipedIO())
+    task.start()
+    task.io.stdin.write(b"one\n")
+    task.io.stdin.flush()
+    client.close()
+    again = env.new_client().load_container(container.id).attach_task(stdio=PipedIO())
+    with pytest.raises(DeadlineExceeded):
+        again.wait(timeout=1)  # tr would have exited at once on EOF
+    again.io.stdin.write(b"two\n")
+    again.close_stdin()
+    assert again.wait(timeout=20).code == 0
+    assert again.io.stdout.read().endswith(b"TWO\n")
+    again.delete()
