@@ -23,6 +23,7 @@ import pytest
 import libcontainerd
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Error
+from libcontainerd.oci import generate_spec
 from libcontainerd.remote import RemoteClient, _npipe
 from libcontainerd.remote._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from libcontainerd.remote._relay import ByteStream, Relay, peer_is_this_process, unix_socket_dialer
@@ -137,7 +138,7 @@ def test_many_concurrent_streams_through_one_relay(stand_in: _Recording) -> None
         container_id = f"relay-load-{os.getpid()}-{index}"
         with client.events(filters=('topic=="/containers/create"',)) as events:
             barrier.wait(timeout=60)
-            container = client.new_container(container_id, {"ociVersion": "1.1.0"})
+            container = client.new_container(container_id, generate_spec())
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
@@ -253,7 +254,7 @@ def test_pipe_server_restart(own_daemon: ContainerdDaemon, monkeypatch: pytest.M
     monkeypatch.setattr(_npipe, "pipe_dialer", lambda path: recording)
     client = RemoteClient(ClientConfig(namespace=NAMESPACE, address=PIPE))
     try:
-        container = client.new_container(f"relay-restart-{os.getpid()}", {"ociVersion": "1.1.0"})
+        container = client.new_container(f"relay-restart-{os.getpid()}", generate_spec())
         relay = _relay_of(client)
         before = relay.accepted
         own_daemon.restart(down_for=1.0)
@@ -277,7 +278,7 @@ def test_closing_a_relay_with_live_streams_leaves_no_threads(
         client.version()
         relay.close()
         with pytest.raises(Error):
-            client.new_container(f"relay-gone-{os.getpid()}", {"ociVersion": "1.1.0"})
+            client.new_container(f"relay-gone-{os.getpid()}", generate_spec())
         events.close()
     finally:
         client.close()
