@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import empty_pb2
 
+import libcontainerd.remote._convert as _convert
 from libcontainerd._backend_rules import (
     EventCallbackPump,
     check_filters,
@@ -27,7 +28,6 @@ from libcontainerd.config import ClientConfig
 from libcontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from libcontainerd.network import DnsConfig, Networks, PortMapping
 from libcontainerd.oci.validate import validate_spec
-from libcontainerd.remote import _convert
 from libcontainerd.remote._container import RemoteContainer
 from libcontainerd.remote._events import RemoteEventStream, subscribe
 from libcontainerd.remote._extras import Introspection, Leases, Namespaces

@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf import any_pb2, field_mask_pb2
 
+import libcontainerd.remote._convert as _convert
 from libcontainerd._backend_rules import (
     check_labels,
     check_terminal,
@@ -24,7 +25,6 @@ from libcontainerd.errors import (
     Unimplemented,
     Unknown,
 )
-from libcontainerd.remote import _convert
 from libcontainerd.remote._convert import RUNC_OPTIONS_TYPE
 from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
 from libcontainerd.remote._pb.containerd.services.containers.v1 import containers_pb2

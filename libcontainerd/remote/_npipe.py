@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import libcontainerd.remote._npipe_win32 as win32
 from libcontainerd.errors import FailedPrecondition
-from libcontainerd.remote import _npipe_win32 as win32
 from libcontainerd.remote._relay import Dialer, PeerCheck, Relay, peer_is_this_process
 
 __all__ = [

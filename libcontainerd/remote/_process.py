@@ -16,6 +16,7 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
+import libcontainerd.remote._convert as _convert
 from libcontainerd._backend_rules import (
     check_signal,
     check_terminal,
@@ -38,7 +39,6 @@ from libcontainerd.errors import (
 )
 from libcontainerd.network import Networks
 from libcontainerd.oci.validate import validate_process
-from libcontainerd.remote import _convert
 from libcontainerd.remote._pb.containerd.runc.v1 import oci_pb2
 from libcontainerd.remote._pb.containerd.services.tasks.v1 import tasks_pb2
 from libcontainerd.remote._pb.containerd.v1.types import task_pb2
