@@ -14,7 +14,6 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from libcontainerd._backend_rules import (
@@ -24,6 +23,7 @@ from libcontainerd._backend_rules import (
     check_runtime_name,
     container_exists,
 )
+from libcontainerd._closing import ClosesOnExit
 from libcontainerd.client import Container, Spec
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Error, InvalidArgument, NotFound
@@ -61,7 +61,7 @@ _KNOWN_OPTIONS: frozenset[str] = frozenset(
 _MIN_EVENTS_BYTES = 1024
 
 
-class LocalClient(ClientShortcuts):
+class LocalClient(ClosesOnExit, ClientShortcuts):
     """The local backend's client (implements ``Client``)."""
 
     def __init__(self, config: ClientConfig) -> None:
@@ -298,14 +298,3 @@ class LocalClient(ClientShortcuts):
         self.zygote.close()
         if self._callback_pump is not None:
             self._callback_pump.close()
-
-    def __enter__(self) -> LocalClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

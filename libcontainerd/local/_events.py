@@ -19,9 +19,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
+from libcontainerd._closing import ClosesOnExit
 from libcontainerd.local._monitor_protocol import EVENTS_MAX_BYTES, append_event, now_iso
 from libcontainerd.local._store import matches_filters
 from libcontainerd.types.events import Event
@@ -89,7 +89,7 @@ class EventLog:
         append_event(self.path, record, max_bytes=self.max_bytes)
 
 
-class LocalEventStream:
+class LocalEventStream(ClosesOnExit):
     """A blocking iterator over events appended after it was created."""
 
     def __init__(self, path: str, filters: Sequence[str] = ()) -> None:
@@ -186,17 +186,6 @@ class LocalEventStream:
         self._closed.set()
         with self._io_lock:
             self._file.close()
-
-    def __enter__(self) -> LocalEventStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -8,7 +8,6 @@ objects for asyncio, so the behaviour lives here only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import empty_pb2
@@ -22,6 +21,7 @@ from libcontainerd._backend_rules import (
     container_exists,
     container_not_found,
 )
+from libcontainerd._closing import ClosesOnExit
 from libcontainerd._health import HealthStatus, check_health
 from libcontainerd.client import Container
 from libcontainerd.config import ClientConfig
@@ -60,7 +60,7 @@ def _check_registry_options(options: Mapping[str, Any]) -> None:
         raise InvalidArgument(f"option registry: {error}") from None
 
 
-class RemoteClient(ClientShortcuts):
+class RemoteClient(ClosesOnExit, ClientShortcuts):
     """A blocking client for one containerd namespace.
 
     Backend options (``config.options``, the extra keyword arguments of ``new_client``):
@@ -281,14 +281,3 @@ class RemoteClient(ClientShortcuts):
         self.transport.close()
         if self.supervisor is not None:
             self.supervisor.stop()
-
-    def __enter__(self) -> RemoteClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

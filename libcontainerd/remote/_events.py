@@ -13,12 +13,12 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 
+from libcontainerd._closing import ClosesOnExit
 from libcontainerd.errors import Error
 from libcontainerd.filters import matches_filters
 from libcontainerd.remote._convert import to_datetime
@@ -131,7 +131,7 @@ def decode_envelope(envelope: events_pb2.Envelope) -> Event:
     )
 
 
-class RemoteEventStream:
+class RemoteEventStream(ClosesOnExit):
     """A blocking iterator over containerd events; ``close()`` unsubscribes from any thread.
 
     The subscription never ends by itself while it is open: when containerd becomes
@@ -306,17 +306,6 @@ class RemoteEventStream:
             self._queue.put_nowait(None)  # wakes a poll() waiting on an empty queue
         if self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
-
-    def __enter__(self) -> RemoteEventStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def subscribe(
