@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from libcontainerd._process_streams import ProcessStreams
 from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.types.stats import Stats
 from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
@@ -162,7 +163,7 @@ class TtyReader(io.RawIOBase):
         super().close()
 
 
-class FifoIO:
+class FifoIO(ProcessStreams):
     """The live streams of a process (implements ``ProcessIO``)."""
 
     def __init__(
@@ -173,25 +174,8 @@ class FifoIO:
         *,
         master: int = -1,
     ) -> None:
-        self._stdin = stdin
-        self._stdout = stdout
-        self._stderr = stderr
+        super().__init__(stdin, stdout, stderr)
         self.master = master
-
-    @property
-    def stdin(self) -> IO[bytes] | None:
-        """Writes to the process's stdin."""
-        return self._stdin
-
-    @property
-    def stdout(self) -> IO[bytes] | None:
-        """Reads the process's stdout (the terminal output with a pty)."""
-        return self._stdout
-
-    @property
-    def stderr(self) -> IO[bytes] | None:
-        """Reads the process's stderr (``None`` with a pty)."""
-        return self._stderr
 
     def set_terminal(self, master: int, *, stdin: bool) -> None:
         """Use the pty ``master`` (owned from now on) for stdout and, with ``stdin``, stdin."""

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, cast
 
+from libcontainerd._process_streams import ProcessStreams
 from libcontainerd.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from libcontainerd.types.stdio import FileIO, NullIO, PipedIO, Stdio, TerminalIO
 
@@ -187,33 +188,8 @@ class _StdinWriter(io.RawIOBase):
         self.close()
 
 
-class PipedStreams:
+class PipedStreams(ProcessStreams):
     """The client's ends of a process's FIFOs (what ``process.io`` returns)."""
-
-    def __init__(
-        self,
-        stdin: IO[bytes] | None,
-        stdout: IO[bytes] | None,
-        stderr: IO[bytes] | None,
-    ) -> None:
-        self._stdin = stdin
-        self._stdout = stdout
-        self._stderr = stderr
-
-    @property
-    def stdin(self) -> IO[bytes] | None:
-        """Write to the process; closing delivers EOF."""
-        return self._stdin
-
-    @property
-    def stdout(self) -> IO[bytes] | None:
-        """The process's standard output (the terminal output with ``TerminalIO``)."""
-        return self._stdout
-
-    @property
-    def stderr(self) -> IO[bytes] | None:
-        """The process's standard error (``None`` with a terminal)."""
-        return self._stderr
 
     def close(self) -> None:
         """Close every stream this object holds (stdin last, so pending output is not lost)."""
