@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InvalidArgument
+from libcontainerd.errors import InvalidArgument
 
 __all__ = ["restore_dir"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import InvalidArgument, Unimplemented
+from libcontainerd.errors import InvalidArgument, Unimplemented
 
 __all__ = ["loads"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from .errors import InvalidArgument
+from libcontainerd.errors import InvalidArgument
 
 __all__ = [
     "ADDRESS_ENV",

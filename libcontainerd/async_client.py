@@ -11,21 +11,20 @@ import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
-from .types.auth import Credentials
-from .types.container import ContainerInfo
-from .types.descriptor import Descriptor
-from .types.events import Event
-from .types.image import Image
-from .types.process import ProcessInfo
-from .types.stats import Resources, Stats
-from .types.status import ExitStatus, Status
-from .types.stdio import Stdio
-from .types.version import Version
-
-if TYPE_CHECKING:
-    from .client import BackendName, PlatformRequest, ProcessSpec, ProgressCallback, Spec
+from libcontainerd.types.aliases import BackendName, ProcessSpec, ProgressCallback, Spec
+from libcontainerd.types.auth import Credentials
+from libcontainerd.types.container import ContainerInfo
+from libcontainerd.types.descriptor import Descriptor
+from libcontainerd.types.events import Event
+from libcontainerd.types.image import Image
+from libcontainerd.types.platform import PlatformRequest
+from libcontainerd.types.process import ProcessInfo
+from libcontainerd.types.stats import Resources, Stats
+from libcontainerd.types.status import ExitStatus, Status
+from libcontainerd.types.stdio import Stdio
+from libcontainerd.types.version import Version
 
 __all__ = [
     "AsyncClient",

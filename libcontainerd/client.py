@@ -12,27 +12,33 @@ a handle remembers what it learned so repeated calls need no extra round trip.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from .shortcuts import SupportsRun
-from .types.auth import Credentials
-from .types.container import ContainerInfo
-from .types.descriptor import Descriptor
-from .types.events import Event
-from .types.image import Image
-from .types.platform import PlatformRequest
-from .types.process import ProcessInfo
-from .types.progress import ProgressEvent
-from .types.stats import Resources, Stats
-from .types.status import ExitStatus, Status
-from .types.stdio import Stdio
-from .types.version import Version
+from libcontainerd.shortcuts import SupportsRun
+from libcontainerd.types.aliases import (
+    BackendName,
+    EventCallback,
+    ProcessSpec,
+    ProgressCallback,
+    Spec,
+)
+from libcontainerd.types.auth import Credentials
+from libcontainerd.types.container import ContainerInfo
+from libcontainerd.types.descriptor import Descriptor
+from libcontainerd.types.events import Event
+from libcontainerd.types.image import Image
+from libcontainerd.types.platform import PlatformRequest
+from libcontainerd.types.process import ProcessInfo
+from libcontainerd.types.stats import Resources, Stats
+from libcontainerd.types.status import ExitStatus, Status
+from libcontainerd.types.stdio import Stdio
+from libcontainerd.types.version import Version
 
 if TYPE_CHECKING:
-    from .network import DnsConfig, Networks, PortMapping
+    from libcontainerd.network import DnsConfig, Networks, PortMapping
 
 __all__ = [
     "AsyncClient",
@@ -56,21 +62,6 @@ __all__ = [
     "Spec",
     "Task",
 ]
-
-BackendName = Literal["local", "remote"]
-"""The two backends ``new_client`` can return."""
-
-Spec = dict[str, Any]
-"""An OCI runtime spec in its JSON form (see :mod:`libcontainerd.oci`)."""
-
-ProcessSpec = dict[str, Any]
-"""The ``process`` object of an OCI runtime spec, used for ``exec``."""
-
-EventCallback = Callable[[Event], None]
-"""Receives each event when passed as ``on_event=`` to the factory."""
-
-ProgressCallback = Callable[[ProgressEvent], None]
-"""Receives transfer progress of image pulls and pushes."""
 
 _Self = TypeVar("_Self")
 
@@ -401,7 +392,7 @@ class Client(SupportsRun["Container"], Protocol):
 
 
 # The asyncio twins live in their own module; imported here so both come from one place.
-from .async_client import (  # noqa: E402
+from libcontainerd.async_client import (  # noqa: E402
     AsyncClient,
     AsyncContainer,
     AsyncEventStream,

@@ -9,9 +9,9 @@ from typing import Any
 
 import attrs
 
-from .client import EventCallback
-from .errors import InvalidArgument
-from .types.identifiers import validate_identifier
+from libcontainerd.client import EventCallback
+from libcontainerd.errors import InvalidArgument
+from libcontainerd.types.identifiers import validate_identifier
 
 __all__ = ["ClientConfig"]
 

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from .address import AddressKind, default_address, parse_address, resolve_address
-from .errors import FailedPrecondition, InvalidArgument
+from libcontainerd.address import AddressKind, default_address, parse_address, resolve_address
+from libcontainerd.errors import FailedPrecondition, InvalidArgument
 
 __all__ = [
     "BACKEND_ENV",
@@ -153,7 +153,7 @@ def containerd_answers(address: str, timeout: float = _PROBE_TIMEOUT) -> bool:
         return False
     import grpc  # deferred: only this probe needs gRPC here
 
-    from ._health import HealthStatus, check_health
+    from libcontainerd._health import HealthStatus, check_health
 
     with grpc.insecure_channel(parsed.target) as channel:
         return check_health(channel, timeout) is HealthStatus.SERVING

@@ -7,7 +7,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from libcontainerd._backend_rules import (
     check_labels,
@@ -25,6 +25,7 @@ from libcontainerd.errors import (
     RuntimeCommandError,
     Unavailable,
 )
+from libcontainerd.local._handle_context import ClientContext
 from libcontainerd.local._monitor_client import spawn_monitor
 from libcontainerd.local._monitor_protocol import request, write_json_atomic
 from libcontainerd.local._process import LocalTask
@@ -40,16 +41,13 @@ from libcontainerd.shortcuts import ContainerShortcuts, resolve_log_stdio
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.stdio import NullIO, Stdio
 
-if TYPE_CHECKING:
-    from libcontainerd.local._client import LocalClient
-
 __all__ = ["LocalContainer"]
 
 
 class LocalContainer(ContainerShortcuts):
     """A stored container (implements ``Container``)."""
 
-    def __init__(self, client: LocalClient, container_id: str) -> None:
+    def __init__(self, client: ClientContext, container_id: str) -> None:
         self.client = client
         self._id = container_id
 

@@ -14,7 +14,7 @@ import shutil
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from libcontainerd._backend_rules import (
     check_signal,
@@ -35,6 +35,7 @@ from libcontainerd.errors import (
     RuntimeCommandError,
     Unavailable,
 )
+from libcontainerd.local._handle_context import ContainerContext
 from libcontainerd.local._monitor_client import ALIVE, MonitorLink, exit_status
 from libcontainerd.local._monitor_protocol import write_json_atomic
 from libcontainerd.local._runtime import RuntimeDriver
@@ -53,9 +54,6 @@ from libcontainerd.types.stats import Resources, Stats
 from libcontainerd.types.status import ExitStatus, Status
 from libcontainerd.types.stdio import FileIO, NullIO, Stdio
 
-if TYPE_CHECKING:
-    from libcontainerd.local._container import LocalContainer
-
 __all__ = ["LocalProcess", "LocalTask"]
 
 
@@ -64,7 +62,7 @@ class LocalProcess(TaskShortcuts):
 
     def __init__(
         self,
-        container: LocalContainer,
+        container: ContainerContext,
         driver: RuntimeDriver,
         process_id: str,
         directory: Path,

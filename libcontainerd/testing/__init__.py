@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from .containerd_daemon import ContainerdDaemon, start_containerd
-from .image_builder import (
+from libcontainerd.testing.containerd_daemon import ContainerdDaemon, start_containerd
+from libcontainerd.testing.image_builder import (
     BuiltImage,
     ImageConfigSpec,
     TarEntrySpec,
@@ -21,7 +21,7 @@ from .image_builder import (
     write_docker_archive,
     write_layout_archive,
 )
-from .registry import Registry, TokenAuth, start_registry
+from libcontainerd.testing.registry import Registry, TokenAuth, start_registry
 
 __all__ = [
     "BuiltImage",

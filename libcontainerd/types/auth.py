@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..errors import InvalidArgument
+from libcontainerd.errors import InvalidArgument
 
 __all__ = ["Credentials"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from ..errors import InvalidArgument
+from libcontainerd.errors import InvalidArgument
 
 __all__ = ["FileIO", "LogIO", "NullIO", "PipedIO", "Stdio", "TerminalIO"]
 
