@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from libcontainerd._backend_rules import (
     EventCallbackPump,
@@ -63,6 +63,9 @@ _MIN_EVENTS_BYTES = 1024
 
 class LocalClient(ClosesOnExit, ClientShortcuts):
     """The local backend's client (implements ``Client``)."""
+
+    backend: Final = "local"
+    """Always ``"local"``."""
 
     def __init__(self, config: ClientConfig) -> None:
         unknown = sorted(set(config.options) - _KNOWN_OPTIONS)
@@ -143,11 +146,6 @@ class LocalClient(ClosesOnExit, ClientShortcuts):
                 )
                 self._drivers[key] = driver
             return driver
-
-    @property
-    def backend(self) -> Literal["local"]:
-        """Always ``"local"``."""
-        return "local"
 
     @property
     def namespace(self) -> str:

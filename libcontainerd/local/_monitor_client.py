@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from libcontainerd.errors import (
     DeadlineExceeded,
     Error,
@@ -79,6 +81,7 @@ def _wait_pidfd(pidfd: int, deadline: float | None) -> bool:
             return False
 
 
+@attrs.define(kw_only=True, eq=False)
 class MonitorLink:
     """One process's line to the monitor of its task.
 
@@ -86,24 +89,13 @@ class MonitorLink:
     file and exit record.
     """
 
-    def __init__(
-        self,
-        *,
-        container_id: str,
-        exec_id: str,
-        task_dir: Path,
-        directory: Path,
-        driver: RuntimeDriver,
-        events: EventLog,
-        timeout: float,
-    ) -> None:
-        self.container_id = container_id
-        self.exec_id = exec_id
-        self.task_dir = task_dir
-        self.directory = directory
-        self.driver = driver
-        self.events = events
-        self.timeout = timeout
+    container_id: str
+    exec_id: str
+    task_dir: Path
+    directory: Path
+    driver: RuntimeDriver
+    events: EventLog
+    timeout: float
 
     @property
     def name(self) -> str:

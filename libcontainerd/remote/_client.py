@@ -8,7 +8,7 @@ objects for asyncio, so the behaviour lives here only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf import empty_pb2
 
@@ -73,6 +73,9 @@ class RemoteClient(ClosesOnExit, ClientShortcuts):
     takes them).
     """
 
+    backend: Final = "remote"
+    """Always ``"remote"``."""
+
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         registry = config.options.get("registry")
@@ -117,11 +120,6 @@ class RemoteClient(ClosesOnExit, ClientShortcuts):
         )
         """CNI networks: create, list and remove them; containers join with ``network=``."""
         self._session.networks = self.networks
-
-    @property
-    def backend(self) -> Literal["remote"]:
-        """Always ``"remote"``."""
-        return "remote"
 
     @property
     def namespace(self) -> str:
