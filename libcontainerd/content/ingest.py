@@ -16,11 +16,11 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 import attrs
 
+from libcontainerd._closing import ClosesOnExit
 from libcontainerd.errors import DigestMismatch, FailedPrecondition, InvalidArgument
 from libcontainerd.types.digest import split_digest, validate_digest
 
@@ -105,7 +105,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-class ContentWriter:
+class ContentWriter(ClosesOnExit):
     """Writes one blob into the local content store; get one from its ``writer()``.
 
     Holds the ref's lock from creation until :meth:`commit`, :meth:`abort` or
@@ -292,17 +292,6 @@ class ContentWriter:
             expected_size=self.expected_size,
             updated_at=now(),
         )
-
-    def __enter__(self) -> ContentWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals -----------------------------------------------------------------
 

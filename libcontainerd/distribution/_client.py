@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 import httpx
 
+from libcontainerd._closing import ClosesOnExit
 from libcontainerd.content.protocol import BlobSink, BlobSource
 from libcontainerd.distribution._fetch import (
     ProgressCallback,
@@ -189,7 +190,7 @@ class _Base(Generic[_H, _X]):
         raise NotImplementedError  # pragma: no cover - each client names its httpx class
 
 
-class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
+class RegistryClient(_Base[httpx.Client, httpx.BaseTransport], ClosesOnExit):
     """A synchronous OCI registry client.
 
     ``credentials`` is one :class:`~libcontainerd.types.auth.Credentials` for every
@@ -316,17 +317,6 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport]):
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):

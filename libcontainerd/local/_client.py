@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any, Final
 from libcontainerd._backend_rules import (
     EventCallbackPump,
     check_filters,
-    check_labels,
-    check_runtime_name,
     container_exists,
 )
 from libcontainerd._closing import ClosesOnExit
-from libcontainerd.client import Container, Spec
+from libcontainerd._new_container import ContainerRequest, NewContainerFront
+from libcontainerd.client import Container
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Error, InvalidArgument, NotFound
 from libcontainerd.local._container import LocalContainer
@@ -40,11 +39,9 @@ from libcontainerd.local._store import (
     default_state,
     matches_filters,
 )
-from libcontainerd.network import DnsConfig, Networks, PortMapping
+from libcontainerd.network import Networks
 from libcontainerd.oci import generate_spec, spec_with_image
-from libcontainerd.oci.validate import validate_spec
 from libcontainerd.shortcuts import ClientShortcuts
-from libcontainerd.types.identifiers import validate_identifier
 from libcontainerd.types.registry_options import check_registry_option
 from libcontainerd.types.version import Version
 
@@ -61,7 +58,7 @@ _KNOWN_OPTIONS: frozenset[str] = frozenset(
 _MIN_EVENTS_BYTES = 1024
 
 
-class LocalClient(ClosesOnExit, ClientShortcuts):
+class LocalClient(ClosesOnExit, ClientShortcuts, NewContainerFront[LocalContainer]):
     """The local backend's client (implements ``Client``)."""
 
     backend: Final = "local"
@@ -177,38 +174,11 @@ class LocalClient(ClosesOnExit, ClientShortcuts):
             runtime_version=full,
         )
 
-    def new_container(
-        self,
-        container_id: str,
-        spec: Spec | None = None,
-        *,
-        image: str | None = None,
-        runtime: str | None = None,
-        runtime_options: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None,
-        extensions: Mapping[str, Any] | None = None,
-        network: str | None = None,
-        ports: Sequence[str | PortMapping] | None = None,
-        dns: DnsConfig | Sequence[str] | None = None,
-        hostname: str | None = None,
-    ) -> LocalContainer:
-        """Store a new container with ``spec`` (its root must point at a root filesystem).
-
-        ``image`` prepares the root filesystem from the image store (and, without ``spec``,
-        the spec from the image's config); ``extensions`` are opaque JSON values kept in
-        the record.
-        """
-        validate_identifier(container_id, kind="container id")
-        if spec is None and image is None:
-            raise InvalidArgument(
-                "new_container needs a spec (see libcontainerd.oci.generate_spec), an image, "
-                "or both"
-            )
-        if spec is not None:
-            spec = validate_spec(spec)
-        labels = check_labels(labels)
-        runtime_name = check_runtime_name(runtime) or self.runtime
-        options = validate_runtime_options(runtime_options)
+    def _create_container(self, request: ContainerRequest) -> LocalContainer:
+        """Store the container's record (and prepare its image's root filesystem)."""
+        container_id, spec, image = request.container_id, request.spec, request.image
+        runtime_name = request.runtime or self.runtime
+        options = validate_runtime_options(request.runtime_options)
         self.driver_for(runtime_name, options)
         if self.store.exists(container_id):
             raise container_exists(container_id, self.namespace)
@@ -223,7 +193,13 @@ class LocalClient(ClosesOnExit, ClientShortcuts):
                 spec = spec_with_image(base, config, root_path=rootfs)
             assert spec is not None
             spec, labels = self.networks.plan(
-                container_id, spec, labels, network=network, ports=ports, dns=dns, hostname=hostname
+                container_id,
+                spec,
+                request.labels,
+                network=request.network,
+                ports=request.ports,
+                dns=request.dns,
+                hostname=request.hostname,
             )
             self.store.create(
                 container_id,
@@ -232,7 +208,7 @@ class LocalClient(ClosesOnExit, ClientShortcuts):
                 runtime_options=options,
                 labels=labels or {},
                 image=image or "",
-                extensions=extensions or {},
+                extensions=request.extensions or {},
             )
         except BaseException:
             if image is not None:

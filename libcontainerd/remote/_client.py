@@ -16,18 +16,16 @@ import libcontainerd.remote._convert as _convert
 from libcontainerd._backend_rules import (
     EventCallbackPump,
     check_filters,
-    check_labels,
-    check_runtime_name,
     container_exists,
     container_not_found,
 )
 from libcontainerd._closing import ClosesOnExit
 from libcontainerd._health import HealthStatus, check_health
+from libcontainerd._new_container import ContainerRequest, NewContainerFront
 from libcontainerd.client import Container
 from libcontainerd.config import ClientConfig
 from libcontainerd.errors import AlreadyExists, InvalidArgument, NotFound
-from libcontainerd.network import DnsConfig, Networks, PortMapping
-from libcontainerd.oci.validate import validate_spec
+from libcontainerd.network import Networks
 from libcontainerd.remote._container import RemoteContainer
 from libcontainerd.remote._events import RemoteEventStream, subscribe
 from libcontainerd.remote._extras import Introspection, Leases, Namespaces
@@ -60,7 +58,7 @@ def _check_registry_options(options: Mapping[str, Any]) -> None:
         raise InvalidArgument(f"option registry: {error}") from None
 
 
-class RemoteClient(ClosesOnExit, ClientShortcuts):
+class RemoteClient(ClosesOnExit, ClientShortcuts, NewContainerFront[RemoteContainer]):
     """A blocking client for one containerd namespace.
 
     Backend options (``config.options``, the extra keyword arguments of ``new_client``):
@@ -169,31 +167,12 @@ class RemoteClient(ClosesOnExit, ClientShortcuts):
             runtime=DEFAULT_RUNTIME,
         )
 
-    def new_container(
-        self,
-        container_id: str,
-        spec: Mapping[str, Any] | None = None,
-        *,
-        image: str | None = None,
-        runtime: str | None = None,
-        runtime_options: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None,
-        extensions: Mapping[str, Any] | None = None,
-        network: str | None = None,
-        ports: Sequence[str | PortMapping] | None = None,
-        dns: DnsConfig | Sequence[str] | None = None,
-        hostname: str | None = None,
-    ) -> RemoteContainer:
-        """Create a container record from ``spec`` (its ``root.path`` names the rootfs)."""
-        container_id = validate_id(container_id, "container id")
-        if spec is None and image is None:
-            raise InvalidArgument(
-                "new_container needs a spec (build one with libcontainerd.oci.generate_spec)"
-            )
-        if spec is not None:
-            spec = validate_spec(spec)
-        labels = check_labels(labels)
-        runtime = check_runtime_name(runtime)
+    def _create_container(self, request: ContainerRequest) -> RemoteContainer:
+        """Create the container record (and its image's snapshot under a lease)."""
+        container_id, labels = request.container_id, request.labels
+        spec: Mapping[str, Any] | None = request.spec
+        runtime, runtime_options = request.runtime, request.runtime_options
+        image, extensions = request.image, request.extensions
         prepared = None
         if image is not None:
             from libcontainerd.remote._images import prepare_image_rootfs
@@ -205,10 +184,10 @@ class RemoteClient(ClosesOnExit, ClientShortcuts):
                 container_id,
                 spec or {},
                 labels,
-                network=network,
-                ports=ports,
-                dns=dns,
-                hostname=hostname,
+                network=request.network,
+                ports=request.ports,
+                dns=request.dns,
+                hostname=request.hostname,
             )
             record = containers_pb2.Container(
                 id=container_id,
