@@ -7,7 +7,8 @@
 # configuration (sources, keyrings, Acquire settings, pip.conf files, PIP_* and proxy variables,
 # the CA certificates they rely on), copies in the checkout's tracked files, and runs the commands
 # of the README's set-up block in order inside new mount and pid namespaces: the root bind-mounted
-# onto itself (so runc can pivot_root into containers), a new /proc, the host's /sys (with its
+# onto itself and pivoted into (so runc can pivot_root into containers, and processes that
+# join one see its root), a new /proc, the host's /sys (with its
 # cgroups) and /dev, a tmpfs on /run. It reports each command's exit status and time, checks that
 # the set-up left no containerd / registry service enabled or running, and removes everything it
 # made. The mounts live only in the namespaces, so they go when its last process does.
@@ -178,7 +179,15 @@ unshare --mount --pid --fork --kill-child --propagation private -- \
         mount --rbind /dev "$ROOT/dev"
         mount --make-rslave "$ROOT/dev"
         mount -t tmpfs -o mode=0755 tmpfs "$ROOT/run"
-        exec chroot "$ROOT" /usr/bin/env -i "$@" /bin/bash '"$logs"'/run.sh
+        # pivot_root, not chroot: a process that joins a container later (runc/crun exec)
+        # gets the root of the mount namespace, which after a mere chroot is still the
+        # host root, so it would run the programs of the host instead of the container.
+        mkdir -p "$ROOT/.fresh-check-old-root"
+        cd "$ROOT"
+        pivot_root . .fresh-check-old-root
+        umount -l /.fresh-check-old-root
+        rmdir /.fresh-check-old-root
+        exec chroot . /usr/bin/env -i "$@" /bin/bash '"$logs"'/run.sh
     ' fresh-check "${envs[@]}" || true
 
 # The report.
