@@ -54,11 +54,7 @@ cleanup() {
         awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
             sort -r | xargs -r -n1 umount -l || true
     fi
-    if grep -qF " $root" /proc/self/mountinfo; then
-        echo "fresh-check: mounts remain under $root; left it in place" >&2
-    else
-        rm -rf --one-file-system "$workdir"
-    fi
+    fresh_root_remove "$workdir" "$root" || true
     exit "$status"
 }
 trap cleanup EXIT
@@ -77,9 +73,7 @@ printf '  %s\n' "${commands[@]}"
 # What the root's user would have in a login shell, plus the host's pip and proxy variables.
 envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root
     LOGNAME=root SHELL=/bin/bash TERM="${TERM:-dumb}")
-while IFS= read -r name; do
-    envs+=("$name=${!name}")
-done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|https?_proxy|no_proxy|HTTPS?_PROXY|NO_PROXY)$' || true)
+mapfile -t -O "${#envs[@]}" envs < <(fresh_root_host_env)
 printf '%s\n' "${commands[@]}" >"$root$logs/commands"
 for ((i = 1; i < repeat; i++)); do
     printf '%s\n' "${commands[-1]}" >>"$root$logs/commands"

@@ -97,3 +97,22 @@ fresh_root_build() {
         tar -C "$repo" --exclude='./.venv*' --exclude='./.git' -cf - . | tar -C "$root$checkout" -xf -
     fi
 }
+
+# The host's pip and proxy variables, one NAME=VALUE a line, for the root's commands.
+fresh_root_host_env() {
+    local name
+    while IFS= read -r name; do
+        printf '%s=%s\n' "$name" "${!name}"
+    done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|https?_proxy|no_proxy|HTTPS?_PROXY|NO_PROXY)$' || true)
+}
+
+# fresh_root_remove WORKDIR ROOT: remove WORKDIR, unless a mount under ROOT is visible here (the
+# checks mount only in private namespaces; never remove through a mount that leaked).
+fresh_root_remove() {
+    local workdir=$1 root=$2
+    if grep -qF " $root" /proc/self/mountinfo; then
+        echo "fresh-root: mounts remain under $root; left it in place" >&2
+        return 1
+    fi
+    rm -rf --one-file-system "$workdir"
+}
