@@ -4,6 +4,8 @@
 #   make test        - install what the tests need, then ruff, mypy --strict, pytest, and the
 #                      unit suite again under Debian's own python3 (when .venv uses another one)
 #   make fresh-check - the README's set-up commands in a new minimal Debian bookworm root
+#   make systemd-check - the set-up and a few tests in such a root booted with systemd as PID 1:
+#                      no containerd / registry service is left enabled or running
 #   make bench       - every benchmark case in one run, one table (BENCH_QUICK=1: a smoke run)
 # Debian packages are installed without starting or enabling their services (scripts/ensure_debs.sh).
 
@@ -29,7 +31,7 @@ python_id = $(shell $(1) -c 'import sys; print(sys.base_prefix, sys.version)' 2>
 SYSTEM_DIFFERS = $(if $(filter-out $(call python_id,$(PYTHON)),$(call python_id,$(SYSTEM_PYTHON))),yes)
 
 .PHONY: demo test bench setup-demo setup-test lint typecheck pytest pytest-system debs-demo \
-	debs-test venv venv-demo venv-system fresh-check clean
+	debs-test venv venv-demo venv-system fresh-check systemd-check clean
 
 demo: debs-demo venv-demo
 	$(PY) examples/quickstart.py
@@ -71,6 +73,10 @@ endif
 fresh-check:
 	@scripts/ensure_debs.sh debootstrap
 	bash scripts/fresh_check.sh
+
+systemd-check:
+	@scripts/ensure_debs.sh debootstrap systemd-container
+	bash scripts/systemd_check.sh
 
 debs-demo:
 	@scripts/ensure_debs.sh $(DEMO_DEBS)

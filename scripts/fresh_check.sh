@@ -34,28 +34,9 @@ die() {
 command -v debootstrap >/dev/null || die "needs debootstrap: apt-get install debootstrap"
 command -v unshare >/dev/null || die "needs unshare (util-linux)"
 
-# The first URI that serves $suite, from deb822 .sources files, then one-line .list files.
-configured_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
-            {
-                uri = ""; ok = 0; deb = 0
-                for (i = 1; i <= NF; i++) {
-                    if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
-                    if ($i ~ /^Suites:/ && (" " $i " ") ~ (" " suite " ")) ok = 1
-                    if ($i ~ /^Types:/ && (" " $i " ") ~ / deb /) deb = 1
-                }
-                if (ok && deb && uri != "") { print uri; exit }
-            }' "$f"
-    done
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-        sed -E 's/\[[^]]*\]//' | awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2; exit }'
-    return 0
-}
-mirror=${FRESH_CHECK_MIRROR:-$(set +o pipefail; configured_mirror | head -n 1)}
-mirror=${mirror:-http://deb.debian.org/debian}
+# shellcheck source=scripts/fresh_root.sh
+source "$repo/scripts/fresh_root.sh"
+mirror=$(fresh_root_mirror)
 
 # The commands: the first ```sh block after the README's set-up heading, comments dropped.
 mapfile -t commands < <(awk '
@@ -74,11 +55,7 @@ cleanup() {
         awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
             sort -r | xargs -r -n1 umount -l || true
     fi
-    if grep -qF " $root" /proc/self/mountinfo; then
-        echo "fresh-check: mounts remain under $root; left it in place" >&2
-    else
-        rm -rf --one-file-system "$workdir"
-    fi
+    fresh_root_remove "$workdir" "$root" || true
     exit "$status"
 }
 trap cleanup EXIT
@@ -88,54 +65,8 @@ trap 'exit 143' TERM
 stamp() { date +%s; }
 t0=$(stamp)
 
-arch=$(dpkg --print-architecture)
-tarball=$cache/$suite-$arch.tgz
-if [[ ! -s $tarball ]]; then
-    echo "fresh-check: downloading $suite's packages from $mirror into $tarball"
-    mkdir -p "$cache"
-    debootstrap --make-tarball="$tarball.part" "$suite" "$workdir/download" "$mirror" >"$workdir/debootstrap.log" 2>&1 ||
-        { tail -n 20 "$workdir/debootstrap.log" >&2; die "debootstrap --make-tarball failed"; }
-    mv "$tarball.part" "$tarball"
-    rm -rf "$workdir/download"
-fi
-echo "fresh-check: debootstrap $suite (default variant) into $root"
-debootstrap --unpack-tarball="$tarball" "$suite" "$root" "$mirror" >"$workdir/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$workdir/debootstrap.log" >&2; die "debootstrap failed"; }
-
-# The host's apt configuration: sources (replacing debootstrap's), the keyrings they name,
-# Acquire settings (proxies, validity checks).
-rm -f "$root/etc/apt/sources.list" "$root"/etc/apt/sources.list.d/*
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] && cp -a "$f" "$root$f"
-done
-for keyring in $(grep -hoE '(Signed-By:|signed-by=)[[:space:]]*/[^] ]+' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | sed -E 's/^[^/]*//'); do
-    [[ -f $keyring && ! -e $root$keyring ]] && install -D -m 0644 "$keyring" "$root$keyring"
-done
-for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
-    [[ -f $f ]] && grep -q 'Acquire' "$f" && cp -a "$f" "$root$f"
-done
-# The host's pip configuration and the CA certificates it (and apt over https) relies on.
-for f in /etc/pip.conf /root/.pip/pip.conf /root/.config/pip/pip.conf; do
-    [[ -f $f ]] && install -D -m 0644 "$f" "$root$f"
-done
-[[ -d /etc/xdg/pip ]] && mkdir -p "$root/etc/xdg" && cp -a /etc/xdg/pip "$root/etc/xdg/"
-if [[ -d /usr/local/share/ca-certificates ]]; then
-    mkdir -p "$root/usr/local/share"
-    cp -a /usr/local/share/ca-certificates "$root/usr/local/share/"
-fi
-if [[ -f /etc/ssl/certs/ca-certificates.crt && ! -e $root/etc/ssl/certs/ca-certificates.crt ]]; then
-    install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
-fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-cp /etc/hosts "$root/etc/hosts"
-
-# The checkout: tracked files as they are in the work tree.
-mkdir -p "$root$checkout" "$root$logs"
-if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
-    git -C "$repo" ls-files -z | tar -C "$repo" --null --ignore-failed-read -T - -cf - | tar -C "$root$checkout" -xf -
-else
-    tar -C "$repo" --exclude='./.venv*' --exclude='./.git' -cf - . | tar -C "$root$checkout" -xf -
-fi
+fresh_root_build "$root" "$checkout" "$workdir/debootstrap.log"
+mkdir -p "$root$logs"
 t_root=$(($(stamp) - t0))
 echo "fresh-check: root ready in ${t_root}s; commands from $readme:"
 printf '  %s\n' "${commands[@]}"
@@ -143,9 +74,7 @@ printf '  %s\n' "${commands[@]}"
 # What the root's user would have in a login shell, plus the host's pip and proxy variables.
 envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root
     LOGNAME=root SHELL=/bin/bash TERM="${TERM:-dumb}")
-while IFS= read -r name; do
-    envs+=("$name=${!name}")
-done < <(compgen -e | grep -E '^(PIP_[A-Z_]+|https?_proxy|no_proxy|HTTPS?_PROXY|NO_PROXY)$' || true)
+mapfile -t -O "${#envs[@]}" envs < <(fresh_root_host_env)
 printf '%s\n' "${commands[@]}" >"$root$logs/commands"
 for ((i = 1; i < repeat; i++)); do
     printf '%s\n' "${commands[-1]}" >>"$root$logs/commands"
