@@ -60,7 +60,10 @@ LEASE_HEADER = "containerd-lease"
 MAX_WRITE_CHUNK = 8 * 1024 * 1024
 """The largest data message sent on a Write stream (below the 16 MiB message limit)."""
 
-_SEND_THRESHOLD = 1024 * 1024
+_SEND_THRESHOLD = 4 * 1024 * 1024
+# Data messages sent before waiting for containerd's answers: the stream carries the
+# next chunks while containerd writes the previous ones (one answer per message).
+_MAX_IN_FLIGHT = 4
 _READ_CHUNK = 1024 * 1024
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -151,6 +154,8 @@ class RemoteContentWriter:
         self._keep = bytearray() if self._wants_body() else None
         self._exists = False
         self._server_offset = 0
+        self._sent = 0  # end of the bytes sent on the stream (or held by the ingest)
+        self._in_flight = 0  # data messages whose answer has not been read yet
         self._requests = _Requests()
         self._responses: Any = None
         stalled = _Stall(self._store, self._ref)
@@ -198,7 +203,8 @@ class RemoteContentWriter:
         except BaseException:
             self._close_stream()
             raise
-        self._server_offset = status.offset
+        self._server_offset = self._sent = status.offset
+        self._in_flight = 0
 
     def _wants_body(self) -> bool:
         media_type = self._descriptor.media_type
@@ -216,8 +222,7 @@ class RemoteContentWriter:
         """How many bytes containerd holds for this ingest (see the class documentation)."""
         return self._server_offset
 
-    def _exchange(self, request: content_pb2.WriteContentRequest) -> Any:
-        self._requests.put(request)
+    def _answer(self) -> Any:
         try:
             return next(self._responses)
         except grpc.RpcError as error:
@@ -225,26 +230,45 @@ class RemoteContentWriter:
         except StopIteration:
             raise Error(f"containerd closed the write stream of {self._ref}") from None
 
+    def _drain(self, keep: int = 0) -> None:
+        """Read answers until at most ``keep`` data messages are unanswered."""
+        while self._in_flight > keep:
+            response = self._answer()
+            self._in_flight -= 1
+            self._server_offset = response.offset
+
+    def _exchange(self, request: content_pb2.WriteContentRequest) -> Any:
+        self._drain()
+        self._requests.put(request)
+        return self._answer()
+
     def _flush(self) -> None:
+        """Send what is pending and wait until containerd has written all of it."""
+        self._send_pending()
+        self._drain()
+
+    def _send_pending(self) -> None:
         if not self._pending:
             return
-        data = b"".join(self._pending)
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
         self._pending_size = 0
         start = self._position - len(data)
-        # Bytes below the server's offset are already in the ingest.
-        skip = max(0, self._server_offset - start)
-        data = data[skip:]
+        # Bytes below the ingest's offset at open (or already sent) are not sent again.
+        skip = max(0, self._sent - start)
         offset = start + skip
-        for begin in range(0, len(data), MAX_WRITE_CHUNK):
-            piece = data[begin : begin + MAX_WRITE_CHUNK]
-            response = self._exchange(
+        for piece in _pieces(data, skip):
+            # Pipelined: containerd answers every data message; the answers are read
+            # once more than _MAX_IN_FLIGHT wait, and all of them before commit.
+            self._requests.put(
                 content_pb2.WriteContentRequest(
                     action=content_pb2.WRITE, ref=self._ref, offset=offset, data=piece
                 )
             )
+            self._in_flight += 1
             offset += len(piece)
-            self._server_offset = response.offset
+            self._sent = offset
+            self._drain(_MAX_IN_FLIGHT)
 
     def write(self, data: bytes) -> None:
         """Append ``data``."""
@@ -261,7 +285,7 @@ class RemoteContentWriter:
             self._pending.clear()
             self._pending_size = 0
         elif self._pending_size >= _SEND_THRESHOLD:
-            self._flush()
+            self._send_pending()
 
     def truncate(self) -> None:
         """Drop everything written so far (the download restarts from byte 0)."""
@@ -278,7 +302,7 @@ class RemoteContentWriter:
         response = self._exchange(
             content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=self._ref, offset=0)
         )
-        self._server_offset = response.offset
+        self._server_offset = self._sent = response.offset
 
     def commit(self) -> None:
         """Commit with the expected digest and size, plus the child and source labels."""
@@ -340,6 +364,17 @@ class RemoteContentWriter:
             return
         with contextlib.suppress(Error):
             self._store._call(self._store._content.Abort, content_pb2.AbortRequest(ref=self._ref))
+
+
+def _pieces(data: bytes, skip: int) -> Iterator[bytes]:
+    """``data`` from byte ``skip`` in messages of at most MAX_WRITE_CHUNK (no copy if one)."""
+    if skip == 0 and len(data) <= MAX_WRITE_CHUNK:
+        if data:
+            yield data
+        return
+    view = memoryview(data)
+    for begin in range(skip, len(data), MAX_WRITE_CHUNK):
+        yield bytes(view[begin : begin + MAX_WRITE_CHUNK])
 
 
 class _ReadStream(io.RawIOBase):
