@@ -44,6 +44,7 @@ from libcontainerd.remote._pb.containerd.services.snapshots.v1 import (
 from libcontainerd.remote._pb.containerd.types import descriptor_pb2, mount_pb2
 from libcontainerd.remote._transport import Transport
 from libcontainerd.remote._unpack import DEFAULT_SNAPSHOTTER, image_chain_id, unpack_image
+from libcontainerd.remote._unpack_while_fetching import UnpackWhileFetching
 from libcontainerd.shortcuts import ImageShortcuts
 from libcontainerd.types import descriptor as media
 from libcontainerd.types.auth import Credentials
@@ -248,17 +249,29 @@ class RemoteImages(ImageShortcuts):
             store = RemoteContentStore(
                 self.transport, lease_id=lease_id, labels={source_key: source_value}
             )
-            result = registry.pull_graph(
-                reference,
-                store,
-                platform=selector,
-                progress=progress,
-            )
-            manifests = read_manifests(
-                store, result.target, selector, check_lone=platform is not None, what=f"image {ref}"
-            )
-            if unpack:
-                for item in manifests:
+            # Layers are unpacked as they arrive; what that missed is unpacked after.
+            unpacker = UnpackWhileFetching(store, self.snapshotter, progress) if unpack else None
+            try:
+                result = registry.pull_graph(
+                    reference,
+                    store,
+                    platform=selector,
+                    progress=progress if unpacker is None else unpacker.observe,
+                    on_manifests=None if unpacker is None else unpacker.start,
+                )
+                manifests = read_manifests(
+                    store,
+                    result.target,
+                    selector,
+                    check_lone=platform is not None,
+                    what=f"image {ref}",
+                )
+                unpacked = {} if unpacker is None else unpacker.finish()
+            finally:
+                if unpacker is not None:
+                    unpacker.abort()  # after a failure; nothing left to stop otherwise
+            for item in manifests:
+                if unpack and item.descriptor.digest not in unpacked:
                     unpack_image(store, item.manifest, item.config, snapshotter=self.snapshotter)
             record = self.put_record(str(reference), result.target, lease_id=lease_id)
         found = [m.platform for m in manifests if m.platform is not None]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from libcontainerd.content.rootfs import chain_ids
@@ -139,11 +139,14 @@ def unpack_image(
     config: Mapping[str, Any],
     *,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
+    ready: Callable[[str], None] | None = None,
 ) -> str:
     """Unpack the layers of ``manifest`` into ``snapshotter``; returns the top chain id.
 
     Content and snapshots are touched under ``store``'s lease, so a failure part-way
-    leaves only lease-held leftovers that go away with the lease.
+    leaves only lease-held leftovers that go away with the lease. ``ready(digest)`` is
+    called before each layer is applied and returns once that layer blob is stored
+    (a pull that is still downloading the later layers).
     """
     layers = manifest.get("layers") or []
     if not isinstance(layers, list) or not all(isinstance(item, Mapping) for item in layers):
@@ -158,6 +161,8 @@ def unpack_image(
     chain = chain_ids(diff_ids)
     parent = ""
     for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
+        if ready is not None:
+            ready(str(layer["digest"]))
         if not snapshots.exists(chain_id):
             labels = {SNAPSHOT_REF_LABEL: chain_id}
             key = f"extract-{secrets.token_hex(6)}-{chain_id}"
