@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Generic, TypeVar
@@ -282,6 +282,7 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport], ClosesOnExit):
         platform: PlatformRequest | PlatformSelector | None = None,
         progress: ProgressCallback | None = None,
         max_concurrent: int = 3,
+        on_manifests: Callable[[Sequence[Manifest]], None] | None = None,
     ) -> PullResult:
         """Fetch ``ref`` and every blob it needs into ``store``.
 
@@ -289,9 +290,19 @@ class RegistryClient(_Base[httpx.Client, httpx.BaseTransport], ClosesOnExit):
         :class:`~libcontainerd.types.platform.Platform` (best match), a list of those
         (best match of each), a ``Matcher`` (its best match) or ``"all"``. ``progress``
         is called (from worker threads) with a ProgressEvent per blob change.
+        ``on_manifests`` is called once with every fetched manifest and index before
+        the first blob download (it must not block).
         """
         return self._run(
-            pull_graph(self._core, _reference(ref), store, platform, progress, max_concurrent),
+            pull_graph(
+                self._core,
+                _reference(ref),
+                store,
+                platform,
+                progress,
+                max_concurrent,
+                on_manifests,
+            ),
         )
 
     def push_graph(
@@ -398,10 +409,19 @@ class AsyncRegistryClient(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         platform: PlatformRequest | PlatformSelector | None = None,
         progress: ProgressCallback | None = None,
         max_concurrent: int = 3,
+        on_manifests: Callable[[Sequence[Manifest]], None] | None = None,
     ) -> PullResult:
         """See :meth:`RegistryClient.pull_graph`."""
         return await self._run(
-            pull_graph(self._core, _reference(ref), store, platform, progress, max_concurrent),
+            pull_graph(
+                self._core,
+                _reference(ref),
+                store,
+                platform,
+                progress,
+                max_concurrent,
+                on_manifests,
+            ),
         )
 
     async def push_graph(

@@ -8,6 +8,8 @@ then child manifests by digest, then the root under the reference's tag.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import attrs
 
 from libcontainerd.content.protocol import BlobSink, BlobSource
@@ -48,12 +50,15 @@ def pull_graph(
     platform: PlatformRequest | PlatformSelector | None,
     progress: ProgressCallback | None,
     max_concurrent: int,
+    on_manifests: Callable[[Sequence[Manifest]], None] | None = None,
 ) -> Flow[PullResult]:
     """Resolve ``ref`` and store its whole graph (for the wanted platforms) in ``sink``.
 
-    Blobs are downloaded ``max_concurrent`` at a time; manifests are stored only
-    after every blob under them, so the store never holds a manifest whose content
-    is missing.
+    Blobs are downloaded ``max_concurrent`` at a time, each manifest's config and
+    layers in manifest order; manifests are stored only after every blob under them,
+    so the store never holds a manifest whose content is missing. ``on_manifests`` is
+    called once with every manifest and index fetched, before the first blob download
+    (so a caller can unpack layers as they arrive); it must not block.
     """
     if max_concurrent < 1:
         raise InvalidArgument(f"max_concurrent must be at least 1, got {max_concurrent}")
@@ -96,6 +101,8 @@ def pull_graph(
                 if base_type(child.media_type) in NON_DISTRIBUTABLE and child.urls:
                     continue  # foreign layers are fetched from their own URLs, if ever
                 blobs.setdefault(child.digest, child)
+    if on_manifests is not None:
+        on_manifests(tuple(manifests))
     for blob in blobs.values():
         emit(
             ProgressEvent(

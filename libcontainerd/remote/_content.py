@@ -16,11 +16,10 @@ import contextlib
 import datetime
 import io
 import json
-import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 import grpc
@@ -36,13 +35,14 @@ from libcontainerd.errors import (
     Unavailable,
 )
 from libcontainerd.remote._gc_labels import child_gc_labels
-from libcontainerd.remote._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from libcontainerd.remote._pb.containerd.services.content.v1 import content_pb2
 from libcontainerd.remote._transport import (
     NAMESPACE_HEADER,
     Transport,
     is_locked_message,
     translate_rpc_error,
 )
+from libcontainerd.remote._write_stream import RequestQueue, encode_write, serialize_request
 from libcontainerd.types import descriptor as media
 from libcontainerd.types.descriptor import Descriptor
 
@@ -60,35 +60,17 @@ LEASE_HEADER = "containerd-lease"
 MAX_WRITE_CHUNK = 8 * 1024 * 1024
 """The largest data message sent on a Write stream (below the 16 MiB message limit)."""
 
-_SEND_THRESHOLD = 1024 * 1024
+_SEND_THRESHOLD = 4 * 1024 * 1024
+# Data messages sent before waiting for containerd's answers: the stream carries the
+# next chunks while containerd writes the previous ones (one answer per message).
+_MAX_IN_FLIGHT = 4
 _READ_CHUNK = 1024 * 1024
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
+_WRITE_METHOD = "/containerd.services.content.v1.Content/Write"
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-class _Requests:
-    """A blocking request iterator feeding one client stream from the writer's thread."""
-
-    _END = object()
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[object] = queue.Queue()
-
-    def put(self, request: content_pb2.WriteContentRequest) -> None:
-        self._queue.put(request)
-
-    def end(self) -> None:
-        self._queue.put(self._END)
-
-    def __iter__(self) -> Iterator[content_pb2.WriteContentRequest]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            assert isinstance(item, content_pb2.WriteContentRequest)
-            yield item
 
 
 LOCK_STALL_LIMIT = 30.0
@@ -151,7 +133,9 @@ class RemoteContentWriter:
         self._keep = bytearray() if self._wants_body() else None
         self._exists = False
         self._server_offset = 0
-        self._requests = _Requests()
+        self._sent = 0  # end of the bytes sent on the stream (or held by the ingest)
+        self._in_flight = 0  # data messages whose answer has not been read yet
+        self._requests = RequestQueue()
         self._responses: Any = None
         stalled = _Stall(self._store, self._ref)
         while True:
@@ -177,10 +161,8 @@ class RemoteContentWriter:
             return
 
     def _open(self) -> None:
-        self._requests = _Requests()
-        self._responses = self._store._content.Write(
-            iter(self._requests), metadata=self._store._metadata()
-        )
+        self._requests = RequestQueue()
+        self._responses = self._store._write(iter(self._requests), metadata=self._store._metadata())
         try:
             status = self._exchange(
                 content_pb2.WriteContentRequest(
@@ -198,7 +180,8 @@ class RemoteContentWriter:
         except BaseException:
             self._close_stream()
             raise
-        self._server_offset = status.offset
+        self._server_offset = self._sent = status.offset
+        self._in_flight = 0
 
     def _wants_body(self) -> bool:
         media_type = self._descriptor.media_type
@@ -216,8 +199,7 @@ class RemoteContentWriter:
         """How many bytes containerd holds for this ingest (see the class documentation)."""
         return self._server_offset
 
-    def _exchange(self, request: content_pb2.WriteContentRequest) -> Any:
-        self._requests.put(request)
+    def _answer(self) -> Any:
         try:
             return next(self._responses)
         except grpc.RpcError as error:
@@ -225,26 +207,46 @@ class RemoteContentWriter:
         except StopIteration:
             raise Error(f"containerd closed the write stream of {self._ref}") from None
 
+    def _drain(self, keep: int = 0) -> None:
+        """Read answers until at most ``keep`` data messages are unanswered."""
+        while self._in_flight > keep:
+            response = self._answer()
+            self._in_flight -= 1
+            self._server_offset = response.offset
+
+    def _exchange(self, request: content_pb2.WriteContentRequest) -> Any:
+        self._drain()
+        self._requests.put(request)
+        return self._answer()
+
     def _flush(self) -> None:
+        """Send what is pending and wait until containerd has written all of it."""
+        self._send_pending()
+        self._drain()
+
+    def _send_pending(self) -> None:
         if not self._pending:
             return
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_size = 0
-        start = self._position - len(data)
-        # Bytes below the server's offset are already in the ingest.
-        skip = max(0, self._server_offset - start)
-        data = data[skip:]
+        chunks, size = self._pending, self._pending_size
+        self._pending, self._pending_size = [], 0
+        start = self._position - size
+        # Bytes below the ingest's offset at open (or already sent) are not sent again.
+        skip = max(0, self._sent - start)
+        groups: list[list[bytes | memoryview]] = [list(chunks)]
+        if skip or size > MAX_WRITE_CHUNK:
+            data = memoryview(b"".join(chunks))
+            groups = [
+                [data[at : at + MAX_WRITE_CHUNK]] for at in range(skip, size, MAX_WRITE_CHUNK)
+            ]
         offset = start + skip
-        for begin in range(0, len(data), MAX_WRITE_CHUNK):
-            piece = data[begin : begin + MAX_WRITE_CHUNK]
-            response = self._exchange(
-                content_pb2.WriteContentRequest(
-                    action=content_pb2.WRITE, ref=self._ref, offset=offset, data=piece
-                )
-            )
-            offset += len(piece)
-            self._server_offset = response.offset
+        for group in groups:
+            # Pipelined: containerd answers every data message; the answers are read
+            # once more than _MAX_IN_FLIGHT wait, and all of them before commit.
+            self._requests.put(encode_write(self._ref, offset, group))
+            self._in_flight += 1
+            offset += sum(len(chunk) for chunk in group)
+            self._sent = offset
+            self._drain(_MAX_IN_FLIGHT)
 
     def write(self, data: bytes) -> None:
         """Append ``data``."""
@@ -261,7 +263,7 @@ class RemoteContentWriter:
             self._pending.clear()
             self._pending_size = 0
         elif self._pending_size >= _SEND_THRESHOLD:
-            self._flush()
+            self._send_pending()
 
     def truncate(self) -> None:
         """Drop everything written so far (the download restarts from byte 0)."""
@@ -278,7 +280,7 @@ class RemoteContentWriter:
         response = self._exchange(
             content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=self._ref, offset=0)
         )
-        self._server_offset = response.offset
+        self._server_offset = self._sent = response.offset
 
     def commit(self) -> None:
         """Commit with the expected digest and size, plus the child and source labels."""
@@ -391,7 +393,13 @@ class RemoteContentStore:
         self.transport = transport
         self.lease_id = lease_id
         self.labels: dict[str, str] = dict(labels or {})
-        self._content = content_pb2_grpc.ContentStub(transport.channel)
+        # Every call below names the namespace (_metadata): no interceptor needed.
+        self._content = transport.direct_services.content
+        self._write = transport.direct_channel.stream_stream(
+            _WRITE_METHOD,
+            request_serializer=serialize_request,
+            response_deserializer=content_pb2.WriteContentResponse.FromString,
+        )
         self._lock = threading.Lock()
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -562,6 +570,9 @@ def leased_call(
         metadata.append((LEASE_HEADER, lease_id))
     deadline = transport.timeout if timeout == -1.0 else timeout
     try:
-        return method(request, timeout=deadline, metadata=tuple(metadata))
+        response: Resp = transport.direct(method)(
+            request, timeout=deadline, metadata=tuple(metadata)
+        )
+        return response
     except grpc.RpcError as error:
         raise translate_rpc_error(error, address=transport.address) from None

@@ -35,15 +35,13 @@ from libcontainerd.remote._content import RemoteContentStore, leased_call
 from libcontainerd.remote._convert import to_datetime
 from libcontainerd.remote._manifest_cache import manifest_cache
 from libcontainerd.remote._manifests import ImageManifest, PlatformReader, read_manifests
-from libcontainerd.remote._pb.containerd.services.images.v1 import images_pb2, images_pb2_grpc
+from libcontainerd.remote._pb.containerd.services.images.v1 import images_pb2
 from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2
-from libcontainerd.remote._pb.containerd.services.snapshots.v1 import (
-    snapshots_pb2,
-    snapshots_pb2_grpc,
-)
+from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_pb2
 from libcontainerd.remote._pb.containerd.types import descriptor_pb2, mount_pb2
 from libcontainerd.remote._transport import Transport
 from libcontainerd.remote._unpack import DEFAULT_SNAPSHOTTER, image_chain_id, unpack_image
+from libcontainerd.remote._unpack_while_fetching import UnpackWhileFetching
 from libcontainerd.shortcuts import ImageShortcuts
 from libcontainerd.types import descriptor as media
 from libcontainerd.types.auth import Credentials
@@ -124,7 +122,7 @@ class RemoteImages(ImageShortcuts):
         self.transport = transport
         self.snapshotter = snapshotter
         self.registry_options = dict(registry_options or {})
-        self._images = images_pb2_grpc.ImagesStub(transport.channel)
+        self._images = transport.services.images
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -248,17 +246,29 @@ class RemoteImages(ImageShortcuts):
             store = RemoteContentStore(
                 self.transport, lease_id=lease_id, labels={source_key: source_value}
             )
-            result = registry.pull_graph(
-                reference,
-                store,
-                platform=selector,
-                progress=progress,
-            )
-            manifests = read_manifests(
-                store, result.target, selector, check_lone=platform is not None, what=f"image {ref}"
-            )
-            if unpack:
-                for item in manifests:
+            # Layers are unpacked as they arrive; what that missed is unpacked after.
+            unpacker = UnpackWhileFetching(store, self.snapshotter, progress) if unpack else None
+            try:
+                result = registry.pull_graph(
+                    reference,
+                    store,
+                    platform=selector,
+                    progress=progress if unpacker is None else unpacker.observe,
+                    on_manifests=None if unpacker is None else unpacker.start,
+                )
+                manifests = read_manifests(
+                    store,
+                    result.target,
+                    selector,
+                    check_lone=platform is not None,
+                    what=f"image {ref}",
+                )
+                unpacked = {} if unpacker is None else unpacker.finish()
+            finally:
+                if unpacker is not None:
+                    unpacker.abort()  # after a failure; nothing left to stop otherwise
+            for item in manifests:
+                if unpack and item.descriptor.digest not in unpacked:
                     unpack_image(store, item.manifest, item.config, snapshotter=self.snapshotter)
             record = self.put_record(str(reference), result.target, lease_id=lease_id)
         found = [m.platform for m in manifests if m.platform is not None]
@@ -449,7 +459,7 @@ class PreparedRootfs:
 
     def discard(self) -> None:
         """The container was not created: remove the snapshot and the lease."""
-        stub = snapshots_pb2_grpc.SnapshotsStub(self.transport.channel)
+        stub = self.transport.services.snapshots
         with contextlib.suppress(Error):
             self.transport.call(
                 stub.Remove,
@@ -499,17 +509,7 @@ def prepare_image_rootfs(
         manifest_cache.put(address, namespace, target.digest, manifest)
     chain = image_chain_id(manifest.config)
     new_spec = _image_spec(spec, manifest.config, container_id, transport.namespace)
-    stub = snapshots_pb2_grpc.SnapshotsStub(transport.channel)
-    if chain:
-        try:
-            transport.call(
-                stub.Stat, snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=chain)
-            )
-        except NotFound:
-            raise FailedPrecondition(
-                f"image {record.name} is not unpacked into the {snapshotter} snapshotter; "
-                "pull it with unpack=True (or call images.unpack) first"
-            ) from None
+    stub = transport.services.snapshots
     lease_id = f"libcontainerd-{secrets.token_hex(8)}"
     transport.call(
         transport.leases.Create,
@@ -533,6 +533,13 @@ def prepare_image_rootfs(
             f"snapshot {container_id!r} already exists in {snapshotter}; a container with "
             "this id (or its leftover snapshot) is in the way: delete it or pick another id"
         ) from None
+    except NotFound:
+        # The parent (the image's top layer) is missing: no separate Stat round trip.
+        prepared._delete_lease()
+        raise FailedPrecondition(
+            f"image {record.name} is not unpacked into the {snapshotter} snapshotter; "
+            "pull it with unpack=True (or call images.unpack) first"
+        ) from None
     except BaseException:
         prepared._delete_lease()
         raise
@@ -543,7 +550,7 @@ def container_rootfs(transport: Transport, snapshotter: str, key: str) -> list[m
     """The mounts of a container's snapshot (empty when it has none)."""
     if not snapshotter or not key:
         return []
-    stub = snapshots_pb2_grpc.SnapshotsStub(transport.channel)
+    stub = transport.services.snapshots
     response = transport.call(
         stub.Mounts, snapshots_pb2.MountsRequest(snapshotter=snapshotter, key=key)
     )

@@ -38,7 +38,13 @@ else:
     _StreamUnary = grpc.StreamUnaryClientInterceptor
     _StreamStream = grpc.StreamStreamClientInterceptor
 
-__all__ = ["NAMESPACE_HEADER", "NamespaceInterceptor", "Services", "with_namespace"]
+__all__ = [
+    "NAMESPACE_HEADER",
+    "NamespaceInterceptor",
+    "Services",
+    "direct_methods",
+    "with_namespace",
+]
 
 NAMESPACE_HEADER = "containerd-namespace"
 """The gRPC metadata key containerd reads the namespace of a call from."""
@@ -122,3 +128,18 @@ class Services:
         self.snapshots = snapshots_pb2_grpc.SnapshotsStub(channel)
         self.tasks = tasks_pb2_grpc.TasksStub(channel)
         self.version = version_pb2_grpc.VersionStub(channel)
+
+
+def direct_methods(intercepted: Services, plain: Services) -> dict[Any, Any]:
+    """Each stub method of ``intercepted`` mapped to the same method of ``plain``.
+
+    Stub methods are the public attributes of the generated stubs (one multi-callable
+    per RPC); both sets were made by the same constructors, so the names line up.
+    """
+    twins: dict[Any, Any] = {}
+    for service, stub in vars(intercepted).items():
+        twin = getattr(plain, service)
+        for name, method in vars(stub).items():
+            if not name.startswith("_"):
+                twins[method] = getattr(twin, name)
+    return twins

@@ -32,7 +32,12 @@ from libcontainerd.errors import (
     from_grpc_code,
 )
 from libcontainerd.remote._npipe import open_pipe_relay, relay_channel_options
-from libcontainerd.remote._services import NAMESPACE_HEADER, NamespaceInterceptor, Services
+from libcontainerd.remote._services import (
+    NAMESPACE_HEADER,
+    NamespaceInterceptor,
+    Services,
+    direct_methods,
+)
 from libcontainerd.types.registry_options import REGISTRY_OPTION_KEYS, check_registry_option
 
 __all__ = [
@@ -270,6 +275,15 @@ class Transport:
         self.channel: grpc.Channel = grpc.intercept_channel(raw, NamespaceInterceptor(namespace))
         self.services = Services(self.channel)
         """Every service stub, created once for this client."""
+        # call() and stream() name the namespace themselves, so they use each stub's
+        # twin on the plain channel: grpc's interceptor chain costs about a quarter of
+        # a unary call's client CPU.
+        self.direct_channel: grpc.Channel = raw
+        """The channel without the namespace interceptor (calls name the namespace)."""
+        self.direct_services = Services(raw)
+        """The same stubs on the channel without the namespace interceptor: every call
+        made through them must carry the namespace header itself."""
+        self._direct = direct_methods(self.services, self.direct_services)
         self.tasks = self.services.tasks
         self.containers = self.services.containers
         self.events = self.services.events
@@ -302,8 +316,14 @@ class Transport:
                 _log.info("clean-up after reconnecting failed: %s", error)
 
     def _metadata(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
-        # The interceptor adds the client's namespace; only another one travels here.
-        return () if namespace is None else ((NAMESPACE_HEADER, namespace),)
+        return ((NAMESPACE_HEADER, self.namespace if namespace is None else namespace),)
+
+    def direct(self, method: Any) -> Any:
+        """The plain-channel twin of a stub method of :attr:`services` (else ``method``).
+
+        A caller of the twin passes the namespace header itself.
+        """
+        return self._direct.get(method, method)
 
     def connected(self, timeout: float) -> bool:
         """Whether containerd answers within ``timeout`` seconds (waiting for it to come up).
@@ -361,6 +381,7 @@ class Transport:
         else:
             end = time.monotonic() + (self.timeout if timeout is None else timeout)
         metadata = self._metadata(namespace)
+        direct = self._direct.get(method, method)
         wait = _check_wait(wait_ready)
         if wait is None:
             wait = self.wait_ready_default
@@ -372,7 +393,7 @@ class Transport:
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(f"containerd call did not finish in time ({self.address})")
             try:
-                response = method(
+                response: Resp = direct(
                     request, timeout=remaining, metadata=metadata, wait_for_ready=retried
                 )
             except grpc.RpcError as error:
@@ -409,7 +430,7 @@ class Transport:
     ) -> ResponseStream[Resp]:
         """Start a server-streaming call (no deadline)."""
         try:
-            call = method(request, metadata=self._metadata(namespace))
+            call = self.direct(method)(request, metadata=self._metadata(namespace))
         except grpc.RpcError as error:
             raise translate_rpc_error(error, address=self.address) from None
         return ResponseStream(call, self.address)

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from libcontainerd.content.rootfs import chain_ids
 from libcontainerd.errors import AlreadyExists, DigestMismatch, Error, FailedPrecondition, NotFound
 from libcontainerd.remote._content import RemoteContentStore, leased_call
-from libcontainerd.remote._pb.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
-from libcontainerd.remote._pb.containerd.services.snapshots.v1 import (
-    snapshots_pb2,
-    snapshots_pb2_grpc,
-)
+from libcontainerd.remote._pb.containerd.services.diff.v1 import diff_pb2
+from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_pb2
 from libcontainerd.remote._pb.containerd.types import descriptor_pb2, mount_pb2
 
 __all__ = [
@@ -78,22 +75,12 @@ class _Snapshots:
     def __init__(self, store: RemoteContentStore, snapshotter: str) -> None:
         self._store = store
         self._t = store.transport
-        self._stub = snapshots_pb2_grpc.SnapshotsStub(self._t.channel)
-        self._diff = diff_pb2_grpc.DiffStub(self._t.channel)
+        self._stub = self._t.services.snapshots
+        self._diff = self._t.services.diff
         self.snapshotter = snapshotter
 
     def _call(self, method: Any, request: Any, timeout: float | None = -1.0) -> Any:
         return leased_call(self._t, method, request, lease_id=self._store.lease_id, timeout=timeout)
-
-    def exists(self, key: str) -> bool:
-        try:
-            self._call(
-                self._stub.Stat,
-                snapshots_pb2.StatSnapshotRequest(snapshotter=self.snapshotter, key=key),
-            )
-        except NotFound:
-            return False
-        return True
 
     def prepare(
         self, key: str, parent: str, labels: Mapping[str, str]
@@ -139,11 +126,14 @@ def unpack_image(
     config: Mapping[str, Any],
     *,
     snapshotter: str = DEFAULT_SNAPSHOTTER,
+    ready: Callable[[str], None] | None = None,
 ) -> str:
     """Unpack the layers of ``manifest`` into ``snapshotter``; returns the top chain id.
 
     Content and snapshots are touched under ``store``'s lease, so a failure part-way
-    leaves only lease-held leftovers that go away with the lease.
+    leaves only lease-held leftovers that go away with the lease. ``ready(digest)`` is
+    called before each layer is applied and returns once that layer blob is stored
+    (a pull that is still downloading the later layers).
     """
     layers = manifest.get("layers") or []
     if not isinstance(layers, list) or not all(isinstance(item, Mapping) for item in layers):
@@ -158,34 +148,35 @@ def unpack_image(
     chain = chain_ids(diff_ids)
     parent = ""
     for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
-        if not snapshots.exists(chain_id):
-            labels = {SNAPSHOT_REF_LABEL: chain_id}
-            key = f"extract-{secrets.token_hex(6)}-{chain_id}"
+        if ready is not None:
+            ready(str(layer["digest"]))
+        labels = {SNAPSHOT_REF_LABEL: chain_id}
+        key = f"extract-{secrets.token_hex(6)}-{chain_id}"
+        try:
+            mounts = snapshots.prepare(key, parent, labels)
+        except AlreadyExists:
+            # The ref label names chain_id: containerd refuses the prepare when the layer
+            # is already committed (and adds it to our lease). It is there; go on.
+            store.update_labels(str(layer["digest"]), {UNCOMPRESSED_LABEL: diff_id})
+            parent = chain_id
+            continue
+        try:
+            applied = snapshots.apply(layer, mounts)
+            if applied.digest != diff_id:
+                raise DigestMismatch(
+                    f"layer {layer['digest']} unpacks to {applied.digest}, but the image "
+                    f"config says its diff id is {diff_id}; the image is corrupt",
+                    expected=diff_id,
+                    actual=applied.digest,
+                )
             try:
-                mounts = snapshots.prepare(key, parent, labels)
+                snapshots.commit(chain_id, key, labels)
             except AlreadyExists:
-                # The ref label names chain_id: containerd refuses the prepare when another
-                # unpack committed this layer since the check above. It is there; go on.
-                store.update_labels(str(layer["digest"]), {UNCOMPRESSED_LABEL: diff_id})
-                parent = chain_id
-                continue
-            try:
-                applied = snapshots.apply(layer, mounts)
-                if applied.digest != diff_id:
-                    raise DigestMismatch(
-                        f"layer {layer['digest']} unpacks to {applied.digest}, but the image "
-                        f"config says its diff id is {diff_id}; the image is corrupt",
-                        expected=diff_id,
-                        actual=applied.digest,
-                    )
-                try:
-                    snapshots.commit(chain_id, key, labels)
-                except AlreadyExists:
-                    snapshots.remove(key)  # another unpack committed the same layer
-            except BaseException:
-                with contextlib.suppress(Error):
-                    snapshots.remove(key)
-                raise
+                snapshots.remove(key)  # another unpack committed the same layer
+        except BaseException:
+            with contextlib.suppress(Error):
+                snapshots.remove(key)
+            raise
         store.update_labels(str(layer["digest"]), {UNCOMPRESSED_LABEL: diff_id})
         parent = chain_id
     config_digest = manifest.get("config", {}).get("digest")

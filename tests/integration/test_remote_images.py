@@ -540,3 +540,49 @@ def test_cancelled_pull_leaves_nothing(
     assert not RemoteContentStore(client.transport).ingests()
     with pytest.raises(NotFound):
         client.images.get(ref)
+
+
+def test_pull_unpacks_layers_while_later_ones_download(
+    client: RemoteClient, registry_plain: Any, tmp_path: Path
+) -> None:
+    """The last layer's download is held until the layer before it is unpacked.
+
+    An unpack that starts only after every blob is stored would never see that
+    snapshot while the hold lasts.
+    """
+    import threading
+
+    from libcontainerd.content.rootfs import chain_ids
+    from libcontainerd.remote._pb.containerd.services.snapshots.v1 import snapshots_pb2
+
+    layout = tmp_path / "oci"
+    built = build_image(
+        layout,
+        extra_layers=[{f"layer{i}": secrets.token_bytes(256 * 1024)} for i in range(2)],
+        media_types="docker",
+    )
+    ref = push_layout(registry_plain, layout, dict(built.target), "sdk/overlap")
+    layers = built.layer_digests[host_platform()]
+    chain = chain_ids(list(built.diff_ids[host_platform()]))
+    seen: list[bool] = []
+
+    def unpacked(key: str) -> bool:
+        request = snapshots_pb2.StatSnapshotRequest(snapshotter="overlayfs", key=key)
+        try:
+            client.transport.call(client.transport.services.snapshots.Stat, request)
+        except NotFound:
+            return False
+        return True
+
+    def progress(event: Any) -> None:
+        if event.kind.name == "DONE" and event.digest == layers[-1]:
+            stop = threading.Event()
+            for _ in range(300):  # up to 30 s
+                if unpacked(chain[-2]) or stop.wait(0.1):
+                    break
+            seen.append(unpacked(chain[-2]))
+
+    client.images.pull(ref, progress=progress)
+    assert seen == [True]
+    assert unpacked(chain[-1])
+    client.images.remove(ref)
