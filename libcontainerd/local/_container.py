@@ -17,6 +17,7 @@ from libcontainerd._backend_rules import (
     task_not_found,
 )
 from libcontainerd._checkpoint import restore_dir
+from libcontainerd._container_handle import ContainerHandle
 from libcontainerd.client import Spec
 from libcontainerd.errors import (
     Error,
@@ -37,24 +38,19 @@ from libcontainerd.local._stdio import (
     with_console_size,
 )
 from libcontainerd.local._store import record_to_info
-from libcontainerd.shortcuts import ContainerShortcuts, resolve_log_stdio
+from libcontainerd.shortcuts import resolve_log_stdio
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.stdio import NullIO, Stdio
 
 __all__ = ["LocalContainer"]
 
 
-class LocalContainer(ContainerShortcuts):
+class LocalContainer(ContainerHandle):
     """A stored container (implements ``Container``)."""
 
     def __init__(self, client: ClientContext, container_id: str) -> None:
+        super().__init__(container_id)
         self.client = client
-        self._id = container_id
-
-    @property
-    def id(self) -> str:
-        """The container id."""
-        return self._id
 
     @property
     def log_file(self) -> Path:

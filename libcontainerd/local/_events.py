@@ -18,10 +18,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from libcontainerd._closing import ClosesOnExit
+from libcontainerd._event_iteration import IteratesByPolling
 from libcontainerd.local._monitor_protocol import EVENTS_MAX_BYTES, append_event, now_iso
 from libcontainerd.local._store import matches_filters
 from libcontainerd.types.events import Event
@@ -89,7 +89,7 @@ class EventLog:
         append_event(self.path, record, max_bytes=self.max_bytes)
 
 
-class LocalEventStream(ClosesOnExit):
+class LocalEventStream(IteratesByPolling):
     """A blocking iterator over events appended after it was created."""
 
     def __init__(self, path: str, filters: Sequence[str] = ()) -> None:
@@ -105,9 +105,6 @@ class LocalEventStream(ClosesOnExit):
         self._file.seek(0, os.SEEK_END)
         self._partial = b""
         self._pending: deque[bytes] = deque()
-
-    def __iter__(self) -> Iterator[Event]:
-        return self
 
     def _follow_rotation(self) -> bool:
         """At the end of our file: if it was rotated, finish it and open the new one."""
@@ -169,12 +166,6 @@ class LocalEventStream(ClosesOnExit):
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             self._closed.wait(_POLL)
-
-    def __next__(self) -> Event:
-        event = self.poll(None)
-        if event is None:
-            raise StopIteration
-        return event
 
     @property
     def closed(self) -> bool:

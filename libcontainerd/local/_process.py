@@ -101,14 +101,6 @@ class LocalProcess(TaskShortcuts):
         return self._container.id
 
     @property
-    def _exec_id(self) -> str:
-        return self._process_id
-
-    @property
-    def _task_dir(self) -> Path:
-        return self._link.task_dir
-
-    @property
     def pid(self) -> int:
         """The host pid (0 before the process was created/started)."""
         if not self._pid:
@@ -130,7 +122,7 @@ class LocalProcess(TaskShortcuts):
     def _ask_stdin_eof(self) -> None:
         # The monitor gone means the process is gone: nothing is left to close.
         with contextlib.suppress(Unavailable):
-            self._link.request({"op": "close-stdin", "exec_id": self._exec_id})
+            self._link.request({"op": "close-stdin", "exec_id": self._process_id})
 
     def _exit_record(self) -> dict[str, Any] | None:
         return self._link.exit_record()
@@ -139,11 +131,11 @@ class LocalProcess(TaskShortcuts):
 
     def start(self) -> None:
         """Start the process; its exit is recorded by the monitor whoever waits."""
-        if self._exec_id:
+        if self._process_id:
             reply = self._link.request(
                 {
                     "op": "exec-start",
-                    "exec_id": self._exec_id,
+                    "exec_id": self._process_id,
                     "process_file": str(self._dir / "process.json"),
                 }
             )
@@ -151,7 +143,7 @@ class LocalProcess(TaskShortcuts):
             reply = self._link.request({"op": "start"})
         if reply.get("pid"):
             self._pid = int(reply["pid"])
-        if self._io is not None and self._exec_id and self._io.master == -2:
+        if self._io is not None and self._process_id and self._io.master == -2:
             self._attach_console()
 
     def _attach_console(self) -> None:
@@ -163,7 +155,7 @@ class LocalProcess(TaskShortcuts):
         signal = check_signal(signal)
         if self._exit_record() is not None:
             raise NotFound(f"process {self.id} has already exited; nothing to signal")
-        if self._exec_id:
+        if self._process_id:
             if not self.pid:
                 raise FailedPrecondition(f"process {self.id} was never started; start it first")
             os.kill(self.pid, signal)
@@ -178,7 +170,7 @@ class LocalProcess(TaskShortcuts):
         """The current status."""
         if self._exit_record() is not None:
             return Status.STOPPED
-        if self._exec_id:
+        if self._process_id:
             return Status.RUNNING if self.pid else Status.CREATED
         status = self._runtime_status()
         if status is Status.STOPPED and self._link.alive():
@@ -229,7 +221,7 @@ class LocalProcess(TaskShortcuts):
         self._client.events_log.publish(
             "/tasks/delete",
             container_id=self.container_id,
-            process_id=self._exec_id,
+            process_id=self._process_id,
             pid=self.pid,
             exit_code=result.code,
             exited_at=result.exited_at.isoformat(),

@@ -18,6 +18,7 @@ from libcontainerd._backend_rules import (
     task_not_found,
 )
 from libcontainerd._checkpoint import restore_dir
+from libcontainerd._container_handle import ContainerHandle
 from libcontainerd.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -34,7 +35,6 @@ from libcontainerd.remote._pb.containerd.v1.types import task_pb2
 from libcontainerd.remote._process import RemoteTask, Session
 from libcontainerd.remote._stdio import log_file, remove_log_file
 from libcontainerd.remote._transport import NO_TIMEOUT, Transport
-from libcontainerd.shortcuts import ContainerShortcuts
 from libcontainerd.types.container import ContainerInfo
 from libcontainerd.types.stdio import Stdio
 
@@ -50,7 +50,7 @@ def remove_snapshot(transport: Transport, snapshotter: str, key: str) -> None:
         )
 
 
-class RemoteContainer(ContainerShortcuts):
+class RemoteContainer(ContainerHandle):
     """A container record in containerd.
 
     The handle keeps the last record it read or created: ``new_task`` and ``delete`` use
@@ -65,14 +65,9 @@ class RemoteContainer(ContainerShortcuts):
         container_id: str,
         record: containers_pb2.Container | None = None,
     ) -> None:
+        super().__init__(container_id)
         self._session = session
-        self._id = container_id
         self._known = record
-
-    @property
-    def id(self) -> str:
-        """The container id."""
-        return self._id
 
     @property
     def _t(self) -> Transport:

@@ -12,13 +12,13 @@ import datetime as _dt
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 
-from libcontainerd._closing import ClosesOnExit
+from libcontainerd._event_iteration import IteratesByPolling
 from libcontainerd.errors import Error
 from libcontainerd.filters import matches_filters
 from libcontainerd.remote._convert import to_datetime
@@ -131,7 +131,7 @@ def decode_envelope(envelope: events_pb2.Envelope) -> Event:
     )
 
 
-class RemoteEventStream(ClosesOnExit):
+class RemoteEventStream(IteratesByPolling):
     """A blocking iterator over containerd events; ``close()`` unsubscribes from any thread.
 
     The subscription never ends by itself while it is open: when containerd becomes
@@ -172,15 +172,6 @@ class RemoteEventStream(ClosesOnExit):
             target=self._pump, name="libcontainerd-remote-events", daemon=True
         )
         self._reader.start()
-
-    def __iter__(self) -> Iterator[Event]:
-        return self
-
-    def __next__(self) -> Event:
-        event = self.poll(None)
-        if event is None:
-            raise StopIteration
-        return event
 
     @property
     def closed(self) -> bool:

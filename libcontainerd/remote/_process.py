@@ -16,16 +16,8 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
+import libcontainerd._backend_rules as rules
 import libcontainerd.remote._convert as _convert
-from libcontainerd._backend_rules import (
-    check_signal,
-    check_terminal,
-    check_terminal_size,
-    exec_exists,
-    no_terminal,
-    process_not_found,
-    runtime_failure,
-)
 from libcontainerd.errors import (
     AlreadyExists,
     Canceled,
@@ -225,7 +217,7 @@ class RemoteProcess(TaskShortcuts):
 
     def kill(self, signal: int, *, all: bool = False) -> None:
         """Send ``signal`` to the process; with ``all=True`` to every process of the task."""
-        signal = check_signal(signal)
+        signal = rules.check_signal(signal)
         self._t.call(
             self._t.tasks.Kill,
             tasks_pb2.KillRequest(
@@ -319,11 +311,11 @@ class RemoteProcess(TaskShortcuts):
 
     def resize(self, width: int, height: int) -> None:
         """Resize the process's terminal."""
-        check_terminal_size(width, height)
+        rules.check_terminal_size(width, height)
         # containerd accepts ResizePty for a process without a terminal and does nothing.
         has_terminal = self._stdio.terminal if self._stdio is not None else self._get().terminal
         if not has_terminal:
-            raise no_terminal(self.id)
+            raise rules.no_terminal(self.id)
         self._t.call(
             self._t.tasks.ResizePty,
             tasks_pb2.ResizePtyRequest(
@@ -438,7 +430,7 @@ class RemoteTask(RemoteProcess):
         """Create (not start) an extra process described by an OCI ``process`` object."""
         exec_id = validate_id(process_id, "exec id")
         process = validate_process(process)
-        check_terminal(process, stdio, f"exec process {exec_id!r}")
+        rules.check_terminal(process, stdio, f"exec process {exec_id!r}")
         spec = _convert.json_any(_convert.PROCESS_SPEC_TYPE, dict(process))
         process_stdio = self._session.prepare(stdio, self._container_id, exec_id)
         try:
@@ -458,7 +450,7 @@ class RemoteTask(RemoteProcess):
             self._session.forget(process_stdio)
             process_stdio.close()
             if isinstance(error, AlreadyExists):
-                raise exec_exists(exec_id, self._container_id, error) from error
+                raise rules.exec_exists(exec_id, self._container_id, error) from error
             raise
         return RemoteProcess(self._session, self._container_id, exec_id, stdio=process_stdio)
 
@@ -472,7 +464,7 @@ class RemoteTask(RemoteProcess):
         try:
             info = process._get()
         except NotFound as error:
-            raise process_not_found(exec_id, self._container_id, error) from error
+            raise rules.process_not_found(exec_id, self._container_id, error) from error
         process._pid = info.pid
         if stdio is not None:
             process._stdio = self._session.track(
@@ -553,7 +545,7 @@ class RemoteTask(RemoteProcess):
                 ),
             )
         except Unknown as error:
-            raise runtime_failure(
+            raise rules.runtime_failure(
                 f"update the resources of {self._container_id!r}", "", error
             ) from error
 
