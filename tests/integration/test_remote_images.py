@@ -22,7 +22,8 @@ from libcontainerd.remote import RemoteClient
 from libcontainerd.remote._content import RemoteContentStore
 from libcontainerd.remote._gc_labels import child_gc_labels
 from libcontainerd.remote._manifest_cache import manifest_cache
-from libcontainerd.remote._unpack import UNCOMPRESSED_LABEL, snapshot_gc_label
+from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2
+from libcontainerd.remote._unpack import UNCOMPRESSED_LABEL, image_chain_id, snapshot_gc_label
 from libcontainerd.testing.image_builder import ImageConfigSpec, build_image, host_platform
 from libcontainerd.types import descriptor as media
 from libcontainerd.types.descriptor import Descriptor
@@ -160,11 +161,28 @@ def test_container_manifest_is_read_once_and_forgotten_on_remove(
     assert _run(client, daemon, f"img-{secrets.token_hex(3)}", busybox_ref, "true")[0] == 0
     remembered = manifest_cache.get(client.address, NAMESPACE, image.digest)
     assert remembered is not None
-    # With the config blob gone, only the remembered manifest lets a container be made.
-    store = RemoteContentStore(client.transport)
-    store.delete(remembered.descriptor.digest)
-    store.delete(remembered.manifest["config"]["digest"])
-    assert _run(client, daemon, f"img-{secrets.token_hex(3)}", busybox_ref, "true")[0] == 0
+    # The config blob is what keeps the unpacked layers from containerd's garbage
+    # collector; a lease on the top layer's snapshot keeps them while the blobs are gone.
+    transport = client.transport
+    lease_id = f"keep-layers-{secrets.token_hex(4)}"
+    transport.call(transport.leases.Create, leases_pb2.CreateRequest(id=lease_id))
+    transport.call(
+        transport.leases.AddResource,
+        leases_pb2.AddResourceRequest(
+            id=lease_id,
+            resource=leases_pb2.Resource(
+                id=image_chain_id(remembered.config), type="snapshots/overlayfs"
+            ),
+        ),
+    )
+    try:
+        # With the config blob gone, only the remembered manifest lets a container be made.
+        store = RemoteContentStore(transport)
+        store.delete(remembered.descriptor.digest)
+        store.delete(remembered.manifest["config"]["digest"])
+        assert _run(client, daemon, f"img-{secrets.token_hex(3)}", busybox_ref, "true")[0] == 0
+    finally:
+        transport.call(transport.leases.Delete, leases_pb2.DeleteRequest(id=lease_id))
     client.images.remove(busybox_ref, sync=True)
     assert manifest_cache.get(client.address, NAMESPACE, image.digest) is None
     with pytest.raises(NotFound):
