@@ -241,6 +241,8 @@ class RemoteEventStream(IteratesByPolling):
     def _resubscribe(self, backoff: Backoff) -> ResponseStream[events_pb2.Envelope] | None:
         """Wait for containerd, subscribe again and reconcile; None once closed."""
         while not self._closed.is_set():
+            if self._transport.closed:
+                return None  # the client was closed under the stream: nothing to wait for
             if self._transport.connected(_RECONNECT_PROBE):
                 stream = self._open()
                 if stream is not None:
@@ -280,6 +282,8 @@ class RemoteEventStream(IteratesByPolling):
                     reason,
                 )
                 stream = self._resubscribe(backoff)
+                if stream is None:
+                    break  # the stream or its client was closed
                 backoff.reset()
         finally:
             self._put(None)

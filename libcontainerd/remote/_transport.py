@@ -293,6 +293,7 @@ class Transport:
         self.leases = self.services.leases
         self._deferred: list[Callable[[], object]] = []
         self._deferred_lock = threading.Lock()
+        self._closed = False
         self._probe = self.channel.unary_unary(
             HEALTH_CHECK_METHOD, request_serializer=None, response_deserializer=None
         )
@@ -335,9 +336,13 @@ class Transport:
             left = end - time.monotonic()
             if left <= 0:
                 return False
+            if self._closed:
+                return False
             try:
                 self._probe(b"", timeout=min(left, _PROBE_SLICE), wait_for_ready=True)
                 return True
+            except ValueError:
+                return False  # grpc's answer once the channel is closed
             except grpc.RpcError as error:
                 code = error.code() if callable(getattr(error, "code", None)) else None
                 if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -435,8 +440,14 @@ class Transport:
             raise translate_rpc_error(error, address=self.address) from None
         return ResponseStream(call, self.address)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (no call can be made any more)."""
+        return self._closed
+
     def close(self) -> None:
         """Close the channel; pending calls fail with ``Canceled``."""
+        self._closed = True
         self.channel.close()
         if self._relay is not None:
             self._relay.close()

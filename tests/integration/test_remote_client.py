@@ -332,6 +332,35 @@ def test_event_poll_waits_boundedly_and_ends_on_close(client: RemoteClient) -> N
 
 
 @pytest.mark.containerd
+def test_closing_the_client_under_an_event_stream_ends_it_quietly(daemon: object) -> None:
+    """A stream whose client closes first ends (poll gives None) and its reader thread
+    ends without an exception, instead of probing the closed channel."""
+    import threading
+    import time
+
+    remote = RemoteClient(ClientConfig(namespace=NAMESPACE, address=daemon.address))  # type: ignore[attr-defined]
+    stream = remote.events()
+    raised: list[BaseException | None] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: raised.append(args.exc_value)
+    try:
+        remote.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and stream.poll(0.5) is not None:
+            pass
+        assert stream.poll(5) is None
+        while time.monotonic() < deadline and any(
+            t.name == "libcontainerd-remote-events" for t in threading.enumerate()
+        ):
+            time.sleep(0.05)
+        assert not any(t.name == "libcontainerd-remote-events" for t in threading.enumerate())
+    finally:
+        threading.excepthook = previous
+        stream.close()
+    assert raised == []
+
+
+@pytest.mark.containerd
 def test_health_check(client: RemoteClient, tmp_path: Path) -> None:
     assert client.healthy()
     with pytest.raises(InvalidArgument):

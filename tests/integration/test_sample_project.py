@@ -19,6 +19,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = re.compile(r"^t-[0-9a-f]{12}(\.jsonl)?$")
+BUILD_LEFTOVERS = (
+    "build",
+    "*.egg-info",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".pytest_cache",
+)
 STATE_ROOTS = [
     Path("/run/libcontainerd"),
     Path("/var/lib/libcontainerd"),
@@ -52,12 +61,18 @@ def test_sample_project_uses_the_fixtures(tmp_path: Path) -> None:
     (Path(next(venv.glob("lib/python*/site-packages"))) / "deps.pth").write_text(
         "\n".join(site.getsitepackages()) + "\n"
     )
+    # Built from a copy: a build writes its own files (build/, *.egg-info) into the tree it
+    # builds, and the checkout must stay as it was (the next lint run would read them).
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS, ".venv*", ".git"))
+    had_build = (REPO / "build").exists()
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(REPO)],
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(source)],
         check=True,
         timeout=600,
         cwd=tmp_path,
     )
+    assert (REPO / "build").exists() == had_build
     before = _namespace_paths(*STATE_ROOTS)
     done = subprocess.run(
         [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:randomly",
