@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 import threading
 import time
@@ -25,7 +26,9 @@ from libcontainerd.config import ClientConfig
 from libcontainerd.errors import Error
 from libcontainerd.oci import generate_spec
 from libcontainerd.remote import RemoteClient, _npipe
+from libcontainerd.remote._content import LEASE_HEADER
 from libcontainerd.remote._pb.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from libcontainerd.remote._pb.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from libcontainerd.remote._relay import ByteStream, Relay, peer_is_this_process, unix_socket_dialer
 from libcontainerd.remote._transport import MAX_MESSAGE_BYTES, NAMESPACE_HEADER
 from libcontainerd.testing.containerd_daemon import ContainerdDaemon, start_containerd
@@ -181,15 +184,21 @@ def test_messages_of_several_mib(containerd_daemon: ContainerdDaemon, mib: int) 
     with Relay(dialer, name="stand-in", peer_check=peer_is_this_process) as relay:
         channel, stub = _content_stub(relay.target)
         with channel:
-            request = content_pb2.WriteContentRequest(
-                action=content_pb2.COMMIT,
-                ref=f"relay-{digest}",
-                total=len(blob),
-                expected=digest,
-                data=blob,
-            )
-            list(stub.Write(iter([request]), metadata=metadata, timeout=60))
+            # Written under a lease: an unreferenced blob is fair game for containerd's
+            # collector, which other tests' deletions on this daemon set off.
+            leases = leases_pb2_grpc.LeasesStub(channel)
+            lease_id = f"relay-{secrets.token_hex(6)}"
+            leases.Create(leases_pb2.CreateRequest(id=lease_id), metadata=metadata, timeout=30)
+            leased = (*metadata, (LEASE_HEADER, lease_id))
             try:
+                request = content_pb2.WriteContentRequest(
+                    action=content_pb2.COMMIT,
+                    ref=f"relay-{digest}",
+                    total=len(blob),
+                    expected=digest,
+                    data=blob,
+                )
+                list(stub.Write(iter([request]), metadata=leased, timeout=60))
                 read = b"".join(
                     part.data
                     for part in stub.Read(
@@ -198,8 +207,8 @@ def test_messages_of_several_mib(containerd_daemon: ContainerdDaemon, mib: int) 
                 )
                 assert hashlib.sha256(read).hexdigest() == digest.removeprefix("sha256:")
             finally:
-                stub.Delete(
-                    content_pb2.DeleteContentRequest(digest=digest), metadata=metadata, timeout=30
+                leases.Delete(
+                    leases_pb2.DeleteRequest(id=lease_id, sync=True), metadata=metadata, timeout=30
                 )
 
 
