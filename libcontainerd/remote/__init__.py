@@ -14,32 +14,62 @@ start and supervise a private containerd).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
-from libcontainerd.config import ClientConfig
-from libcontainerd.remote._async import (
-    AsyncRemoteClient,
-    AsyncRemoteContainer,
-    AsyncRemoteEventStream,
-    AsyncRemoteImages,
-    AsyncRemoteProcess,
-    AsyncRemoteProcessIO,
-    AsyncRemoteTask,
-)
-from libcontainerd.remote._client import RemoteClient, RemoteContainer, RemoteProcess, RemoteTask
-from libcontainerd.remote._events import RemoteEventStream
-from libcontainerd.remote._extras import (
-    Introspection,
-    Lease,
-    Leases,
-    NamespaceInfo,
-    Namespaces,
-    Plugin,
-)
-from libcontainerd.remote._stdio import FIFO_ROOT, PipedStreams
+import importlib
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from libcontainerd.client import AsyncClient, Client
+    from libcontainerd.config import ClientConfig
+    from libcontainerd.remote._async import (
+        AsyncRemoteClient,
+        AsyncRemoteContainer,
+        AsyncRemoteEventStream,
+        AsyncRemoteImages,
+        AsyncRemoteProcess,
+        AsyncRemoteProcessIO,
+        AsyncRemoteTask,
+    )
+    from libcontainerd.remote._client import (
+        RemoteClient,
+        RemoteContainer,
+        RemoteProcess,
+        RemoteTask,
+    )
+    from libcontainerd.remote._events import RemoteEventStream
+    from libcontainerd.remote._extras import (
+        Introspection,
+        Lease,
+        Leases,
+        NamespaceInfo,
+        Namespaces,
+        Plugin,
+    )
+    from libcontainerd.remote._stdio import FIFO_ROOT, PipedStreams
+
+#: Where each exported name lives. A blocking client never loads the asyncio side, so
+#: a short-lived process pays only for what it uses (PEP 562).
+_LAZY: dict[str, str] = {
+    "AsyncRemoteClient": "libcontainerd.remote._async",
+    "AsyncRemoteContainer": "libcontainerd.remote._async",
+    "AsyncRemoteEventStream": "libcontainerd.remote._async",
+    "AsyncRemoteImages": "libcontainerd.remote._async",
+    "AsyncRemoteProcess": "libcontainerd.remote._async",
+    "AsyncRemoteProcessIO": "libcontainerd.remote._async",
+    "AsyncRemoteTask": "libcontainerd.remote._async",
+    "RemoteClient": "libcontainerd.remote._client",
+    "RemoteContainer": "libcontainerd.remote._client",
+    "RemoteProcess": "libcontainerd.remote._client",
+    "RemoteTask": "libcontainerd.remote._client",
+    "RemoteEventStream": "libcontainerd.remote._events",
+    "Introspection": "libcontainerd.remote._extras",
+    "Lease": "libcontainerd.remote._extras",
+    "Leases": "libcontainerd.remote._extras",
+    "NamespaceInfo": "libcontainerd.remote._extras",
+    "Namespaces": "libcontainerd.remote._extras",
+    "Plugin": "libcontainerd.remote._extras",
+    "FIFO_ROOT": "libcontainerd.remote._stdio",
+    "PipedStreams": "libcontainerd.remote._stdio",
+}
 
 __all__ = [
     "FIFO_ROOT",
@@ -67,11 +97,30 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """Load an exported name's module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily loaded ones included."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def create_client(config: ClientConfig) -> Client:
     """A blocking client for the containerd at ``config.address`` (default socket if None)."""
+    from libcontainerd.remote._client import RemoteClient
+
     return cast("Client", RemoteClient(config))
 
 
 def create_async_client(config: ClientConfig) -> AsyncClient:
     """An asyncio client for the containerd at ``config.address``."""
+    from libcontainerd.remote._async import AsyncRemoteClient
+
     return AsyncRemoteClient(config)

@@ -38,12 +38,12 @@ from libcontainerd.remote._process import (
     validate_id,
 )
 from libcontainerd.remote._transport import REGISTRY_OPTION_KEYS, Transport
-from libcontainerd.remote.supervisor import Supervisor, start_managed
 from libcontainerd.shortcuts import ClientShortcuts
 from libcontainerd.types.version import Version
 
 if TYPE_CHECKING:
     from libcontainerd.remote._images import RemoteImages
+    from libcontainerd.remote.supervisor import Supervisor
 
 __all__ = ["RemoteClient", "RemoteContainer", "RemoteProcess", "RemoteTask"]
 
@@ -85,6 +85,8 @@ class RemoteClient(ClosesOnExit, ClientShortcuts, NewContainerFront[RemoteContai
         address = config.address
         managed = config.options.get("managed")
         if managed:
+            from libcontainerd.remote.supervisor import start_managed  # only for managed=
+
             self.supervisor = start_managed(config.root, config.state, address, managed)
             address = self.supervisor.address
         try:

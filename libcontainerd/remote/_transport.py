@@ -31,7 +31,6 @@ from libcontainerd.errors import (
     Unavailable,
     from_grpc_code,
 )
-from libcontainerd.remote._npipe import open_pipe_relay, relay_channel_options
 from libcontainerd.remote._services import (
     NAMESPACE_HEADER,
     NamespaceInterceptor,
@@ -260,6 +259,9 @@ class Transport:
             raise InvalidArgument("TLS options only apply to tcp:// addresses")
         target, self._relay = parsed.target, None
         if parsed.kind is AddressKind.NPIPE:  # grpcio cannot dial a pipe: relay to it
+            # Loaded only here: the pipe modules are dead weight for socket addresses.
+            from libcontainerd.remote._npipe import open_pipe_relay, relay_channel_options
+
             self._relay = open_pipe_relay(parsed.path)
             target = self._relay.target
             channel_options = relay_channel_options(channel_options)
