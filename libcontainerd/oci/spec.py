@@ -165,17 +165,19 @@ def _default_spec(container_id: str | None, namespace: str) -> Spec:
     }
 
 
-def apply_options(spec: Spec, *opts: SpecOpt) -> Spec:
+def apply_options(spec: Spec, *opts: SpecOpt, atomic: bool = True) -> Spec:
     """Apply ``opts`` in order to ``spec`` and return it (the same object).
 
     The options run against a deep copy which replaces the content of ``spec`` only when
     every option succeeded, so a failing option leaves ``spec`` untouched. Options must raise
     a :class:`~libcontainerd.errors.Error`; anything else they raise is re-raised as
-    :class:`InvalidArgument`, naming the option.
+    :class:`InvalidArgument`, naming the option. ``atomic=False`` skips the copy for a
+    caller that owns ``spec`` and drops it when an option fails (a failure may leave it
+    half-changed).
     """
     if not isinstance(spec, dict):
         raise InvalidArgument(f"spec must be a dict, got {type(spec).__name__}")
-    work = copy.deepcopy(spec)
+    work = copy.deepcopy(spec) if atomic else spec
     for opt in opts:
         if not callable(opt):
             raise InvalidArgument(
@@ -188,8 +190,9 @@ def apply_options(spec: Spec, *opts: SpecOpt) -> Spec:
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             name = getattr(opt, "__qualname__", repr(opt))
             raise InvalidArgument(f"spec option {name} failed: {exc}") from exc
-    spec.clear()
-    spec.update(work)
+    if work is not spec:
+        spec.clear()
+        spec.update(work)
     return spec
 
 
@@ -205,4 +208,5 @@ def generate_spec(
     """
     _check_name(container_id, "container id")
     _check_name(namespace, "namespace")
-    return apply_options(_default_spec(container_id, namespace), *opts)
+    # The default is new and only returned on success: no copy needed to stay all-or-nothing.
+    return apply_options(_default_spec(container_id, namespace), *opts, atomic=False)

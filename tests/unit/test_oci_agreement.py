@@ -185,3 +185,14 @@ def test_bounding_capabilities_reads_capbnd(tmp_path: Path) -> None:
 def test_mounts_need_type_and_source(mount: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument, match="has no"):
         with_mounts([mount])
+
+
+def test_spec_with_image_leaves_the_callers_spec_alone() -> None:
+    """The completed spec is built from copies of every dict and list of the caller's."""
+    spec = generate_spec(with_process_args("sh"))
+    before = json.loads(json.dumps(spec))
+    result = spec_with_image(spec, IMAGE, root_path="rootfs")
+    result["process"]["env"].append("EXTRA=1")
+    result["linux"]["maskedPaths"].append("/x")
+    result["mounts"][0]["options"].append("ro")
+    assert spec == before

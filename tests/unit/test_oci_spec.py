@@ -258,6 +258,43 @@ def test_foreign_exception_in_option_becomes_invalid_argument() -> None:
     assert spec == before
 
 
+def test_non_atomic_apply_works_on_the_callers_objects() -> None:
+    """``atomic=False`` edits the caller's nested objects instead of a copy."""
+    spec = generate_spec()
+    process = spec["process"]
+    apply_options(spec, with_cwd("/srv"), atomic=False)
+    assert spec["process"] is process and process["cwd"] == "/srv"
+    apply_options(spec, with_cwd("/opt"))
+    assert spec["process"] is not process  # the atomic path swapped in its copy
+    assert spec["process"]["cwd"] == "/opt"
+
+
+def test_non_atomic_apply_still_types_foreign_errors() -> None:
+    def buggy(s: Spec) -> None:
+        raise KeyError("missing")
+
+    with pytest.raises(InvalidArgument, match="buggy"):
+        apply_options(generate_spec(), buggy, atomic=False)
+
+
+def test_generated_specs_share_nothing() -> None:
+    """Specs are built without a defensive copy, so each must be made of new objects."""
+    first, second = generate_spec(), generate_spec()
+
+    def ids(value: object) -> set[int]:
+        found = {id(value)} if isinstance(value, (dict, list)) else set()
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, (dict, list)):
+            for child in children:
+                found |= ids(child)
+        return found
+
+    assert not ids(first) & ids(second)
+    first["process"]["capabilities"]["bounding"].append("CAP_SYS_ADMIN")
+    first["mounts"][0]["options"].append("ro")
+    assert second == generate_spec()
+
+
 def test_non_callable_option_rejected() -> None:
     with pytest.raises(InvalidArgument, match="not callable"):
         generate_spec("not an option")  # type: ignore[arg-type]
