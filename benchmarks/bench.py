@@ -16,6 +16,7 @@ harness, not numbers to quote.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -107,6 +108,9 @@ def main() -> None:
         sys.exit("make bench needs root (containerd, runc, crun)")
     started = time.time()
     environment = _environment()
+    # An installed wheel has its bytecode compiled; an editable tree may not (or may be
+    # run with PYTHONDONTWRITEBYTECODE): compile it so fresh processes load what users do.
+    compileall.compile_dir(str(HERE.parent / "libcontainerd"), quiet=1)
     rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory(prefix="lcd-bench-") as tmp,
