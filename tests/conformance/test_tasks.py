@@ -475,9 +475,30 @@ def test_one_exit_event_per_process(env: Env, client: Any) -> None:
     task.delete()
 
 
+def _wait_until_delivering(env: Env, client: Any, seen: list[Any]) -> None:
+    """Create probe containers until the client's event callback sees one.
+
+    containerd acknowledges a subscription with its first event only, so a remote
+    ``on_event`` subscription is live some time after ``new_client`` returns; a test that
+    counts a container's every event first waits for it. Bounded to 20 s.
+    """
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        probe = env.container(client, with_process_args("true"))
+        settle = time.monotonic() + 0.3
+        while time.monotonic() < settle:
+            if any(e.container_id == probe.id for e in seen):
+                probe.delete()
+                return
+            time.sleep(0.02)
+        probe.delete()
+    raise AssertionError("no event reached the on_event callback within 20 s")
+
+
 def test_on_event_callback(env: Env) -> None:
     seen: list[Any] = []
     client = env.new_client(on_event=seen.append)
+    _wait_until_delivering(env, client, seen)
     container = env.container(client, with_process_args("true"))
     task = container.new_task(stdio=NullIO())
     task.start()
@@ -650,6 +671,7 @@ def test_start_missing_binary_events(env: Env) -> None:
     # its own create and delete, with no task create/start/exit in between.
     seen: list[Any] = []
     client = env.new_client(on_event=seen.append)
+    _wait_until_delivering(env, client, seen)
     container = env.container(client, with_process_args("/does/not/exist"))
     with pytest.raises(Error):
         task = container.new_task()
