@@ -105,15 +105,14 @@ class Monitor:
         append_event(self.events, record, max_bytes=self.events_max)
 
     def spawn(self, argv: list[str], fds: dict[int, int]) -> int:
-        """Fork/exec ``argv`` with ``fds`` mapped (target -> source) as its stdio."""
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            try:
-                for target, source in fds.items():
-                    os.dup2(source, target, inheritable=True)
-                os.execvp(argv[0], argv)
-            finally:
-                os._exit(127)
+        """Start ``argv`` with ``fds`` mapped (target -> source) as its stdio.
+
+        Raises ``OSError`` when the program cannot be executed.
+        """
+        # posix_spawn shares the address space until exec (vfork), where a fork copies
+        # the page tables of this whole threaded interpreter: ~1-2 ms per runtime call.
+        actions = [(os.POSIX_SPAWN_DUP2, source, target) for target, source in fds.items()]
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
         self.spawned.set()
         return pid
 
@@ -132,7 +131,10 @@ class Monitor:
         """Run a runtime command to completion; return ``{"ok"}`` or an error description."""
         log = os.path.join(self.task_dir, f"runtime-{os.urandom(4).hex()}.log")
         full = [self.runtime[0], "--log", log, "--log-format", "json", *self.runtime[1:], *argv]
-        pid = self.spawn(full, {0: stdio[0], 1: stdio[1], 2: stdio[2]})
+        try:
+            pid = self.spawn(full, {0: stdio[0], 1: stdio[1], 2: stdio[2]})
+        except OSError as exc:
+            return {"error": "exec", "exit_code": None, "command": full, "stderr": str(exc)}
         status = self.wait_pid(pid, timeout)
         if status is None:
             os.kill(pid, signal.SIGKILL)

@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from libcontainerd._backend_rules import runtime_missing
 from libcontainerd.errors import (
     DeadlineExceeded,
     Error,
@@ -132,12 +133,7 @@ class MonitorLink:
                 f"cannot {message.get('op')}: {exc}"
             ) from exc
         if "error" in reply:
-            raise runtime_error(
-                f"{message.get('op')} of {self.name}",
-                reply.get("command") or [],
-                reply.get("exit_code"),
-                str(reply.get("stderr", "")),
-            )
+            raise reply_error(f"{message.get('op')} of {self.name}", reply)
         return reply
 
     def runtime_deleted(self) -> bool:
@@ -216,12 +212,7 @@ class MonitorLink:
                 record = self.exit_record()
                 if record is not None:
                     return exit_status(record)
-                raise runtime_error(
-                    f"wait for {self.name}",
-                    reply.get("command") or [],
-                    reply.get("exit_code"),
-                    str(reply.get("stderr", "")),
-                )
+                raise reply_error(f"wait for {self.name}", reply)
 
     def _wait_without_monitor(
         self, pid: int, timeout: float | None, deadline: float | None
@@ -360,6 +351,23 @@ class Zygote:
             self._proc = None
 
 
+def reply_error(what: str, reply: Mapping[str, Any]) -> Error:
+    """The typed error for a monitor's error reply about ``what``.
+
+    ``exec`` means the runtime binary could not be started at all (gone, not
+    executable): the runtime is missing, whatever the request was.
+    """
+    command = reply.get("command") or []
+    stderr = str(reply.get("stderr", ""))
+    if reply.get("error") == "exec":
+        binary = command[0] if command else "(the container's runtime)"
+        return runtime_missing(
+            binary,
+            RuntimeCommandError(f"{what} failed: {stderr}", command=command, exit_code=None),
+        )
+    return runtime_error(what, command, reply.get("exit_code"), stderr)
+
+
 def _log_tail(task_dir: Path) -> str:
     try:
         return (task_dir / "monitor.log").read_text(errors="replace")[-2000:] or "(empty)"
@@ -415,10 +423,5 @@ def spawn_monitor(zygote: Zygote, args: Mapping[str, Any], *, timeout: float, wh
             f"the monitor for {what} failed to start: {_log_tail(task_dir)}"
         ) from None
     if "error" in result:
-        raise runtime_error(
-            what,
-            result.get("command") or [],
-            result.get("exit_code"),
-            str(result.get("stderr", "")),
-        )
+        raise reply_error(what, result)
     return int(result["pid"])
