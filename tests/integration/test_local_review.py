@@ -1,10 +1,11 @@
-"""Local backend: runtime options, events file rotation, lost monitors and the races and
-leaks found in review, against real runc and crun."""
+"""Local backend: runtime options and binaries, events file rotation, lost monitors and
+the races and leaks found in review, against real runc and crun."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -16,6 +17,7 @@ from local_support import NAMESPACE, LocalEnv, local_env
 
 from libcontainerd.errors import (
     DeadlineExceeded,
+    Error,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -91,6 +93,48 @@ def test_runtime_options_binary_name_and_root(env: LocalEnv, tmp_path: Path) -> 
     again.delete()
     assert not state_dir.exists()
     container.delete()
+
+
+@pytest.mark.runtime
+def test_vanished_runtime_binary_is_a_clear_error_and_leaves_no_task(
+    env: LocalEnv, tmp_path: Path
+) -> None:
+    """The monitor starts runtime commands with posix_spawn: a binary that vanished
+    between two tasks is a clear error, and the container works again once it is back."""
+    installed = find_runtime(env.runtime)
+    assert installed is not None
+    binary = tmp_path / "bin" / f"my-{env.runtime}"
+    binary.parent.mkdir()
+    shutil.copy2(installed, binary)
+    client = env.client()
+    container_id = env.new_id()
+    container = client.new_container(
+        container_id,
+        env.spec("true", container_id=container_id),
+        runtime_options={"binary_name": str(binary)},
+    )
+    task = container.new_task()  # the client has resolved and remembered the binary
+    task.start()
+    assert task.wait(timeout=30).code == 0
+    task.delete()
+
+    binary.unlink()
+    with pytest.raises(NotFound) as caught:
+        container.new_task()
+    message = str(caught.value)
+    assert str(binary) in message, message
+    assert "No such file" in message and "not installed or not executable" in message, message
+    with pytest.raises(Error):
+        container.task()  # nothing half-made is left behind
+
+    shutil.copy2(installed, binary)
+    task = container.new_task()
+    assert task.status() is Status.CREATED
+    task.start()
+    assert task.wait(timeout=30).code == 0
+    task.delete()
+    container.delete()
+    assert not os.path.exists(env.state / "tasks" / "libcontainerd-it" / container_id)
 
 
 @pytest.mark.runtime
