@@ -374,7 +374,12 @@ class Client(SupportsRun["Container"], Protocol):
         """Every container in the namespace, optionally filtered."""
 
     def events(self, filters: Sequence[str] = ()) -> EventStream:
-        """Subscribe to events from now on."""
+        """Subscribe to events from now on.
+
+        Remote: containerd acknowledges a subscription only by delivering its first event,
+        so the stream goes live a moment after this returns; to see every event of a
+        container, create it once an event of the stream (or of ``on_event``) has arrived.
+        """
 
     def close(self) -> None:
         """Release connections, threads and stdio the client holds."""

@@ -167,7 +167,7 @@ class RemoteEventStream(IteratesByPolling):
         # Bounded: a reader that stops reading holds the stream back (gRPC flow control)
         # instead of letting events pile up in memory.
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=_QUEUE_LIMIT)
-        self._open()  # subscribe now: events from this moment on are delivered
+        self._open()  # live once containerd registers it; it sends no acknowledgement
         self._reader = threading.Thread(
             target=self._pump, name="libcontainerd-remote-events", daemon=True
         )
