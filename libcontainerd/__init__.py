@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 
+from libcontainerd._lazy_names import LazyNames
+
 # typing itself costs milliseconds at import; mypy reads this flag as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,18 +86,18 @@ def _installed_version() -> str:
         return "0.0.0+unknown"
 
 
+_NAMES = LazyNames(__name__, _LAZY, __all__)
+
+
 def __getattr__(name: str) -> Any:
+    """Load an exported name (or the version, or a submodule) on first use."""
     if name == "__version__":
-        value: Any = _installed_version()
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"libcontainerd.{name}")
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    else:
-        raise AttributeError(f"module 'libcontainerd' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+        return _NAMES.keep(name, _installed_version())
+    if name in _SUBMODULES:
+        return _NAMES.keep(name, importlib.import_module(f"libcontainerd.{name}"))
+    return _NAMES.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    """The package's names, the ones not loaded yet included."""
+    return _NAMES.names()

@@ -30,6 +30,8 @@ CRIU does not work on this machine.
 
 from __future__ import annotations
 
+from libcontainerd._lazy_names import LazyNames
+
 # typing itself costs milliseconds at import; mypy reads this flag as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,16 +62,17 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    import importlib
+_NAMES = LazyNames(__name__, _LAZY, __all__)
 
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'libcontainerd.local' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+
+def __getattr__(name: str) -> object:
+    """Load an exported class's module on first use."""
+    return _NAMES.load(name)
+
+
+def __dir__() -> list[str]:
+    """The package's names, the ones not loaded yet included."""
+    return _NAMES.names()
 
 
 def create_client(config: ClientConfig) -> LocalClient:

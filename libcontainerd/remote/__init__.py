@@ -14,8 +14,9 @@ start and supervise a private containerd).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, cast
+
+from libcontainerd._lazy_names import LazyNames
 
 if TYPE_CHECKING:
     from libcontainerd.client import AsyncClient, Client
@@ -97,19 +98,17 @@ __all__ = [
 ]
 
 
+_NAMES = LazyNames(__name__, _LAZY, __all__)
+
+
 def __getattr__(name: str) -> Any:
     """Load an exported name's module on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _NAMES.load(name)
 
 
 def __dir__() -> list[str]:
-    """The module's names, the lazily loaded ones included."""
-    return sorted(set(globals()) | set(__all__))
+    """The package's names, the ones not loaded yet included."""
+    return _NAMES.names()
 
 
 def create_client(config: ClientConfig) -> Client:

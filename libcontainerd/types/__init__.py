@@ -168,6 +168,7 @@ __all__ = [
 ]
 
 
+# Not libcontainerd._lazy_names: this package depends on nothing but errors.
 def __getattr__(name: str) -> Any:
     try:
         module, attribute = _LAZY[name]
